@@ -1,0 +1,23 @@
+//! frameflow's sources and sinks, each found by name through
+//! [`register`].
+//!
+//! - [`directory`]: `DIRECTORY`, frames from a folder of camera folders.
+//! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
+//! - [`options`]: parsing of `WITH (...)` values shared by connectors.
+//!
+//! Adding a connector means one module here and one line in [`register`].
+
+pub mod directory;
+pub mod file;
+pub mod options;
+
+use std::sync::Arc;
+
+use engine::registry::Registry;
+
+/// Adds every connector this build has to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.sources.insert("directory", Arc::new(directory::DirectorySourceFactory));
+    registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
+    registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
+}

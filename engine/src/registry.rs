@@ -1,0 +1,141 @@
+//! The plugin surface: sources, vision operators, sinks and the decoder,
+//! found by name through a [`Registry`] that the binary fills in.
+//!
+//! Each plugin has two stages. A factory checks a spec and prepares what is
+//! shared (a model, an open file) once per job, *before* anything runs, so a
+//! bad job fails at start; the prepared plugin then makes one instance per
+//! worker that needs it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::model::{DecodedFrame, Detection, Frame, Pixels, Record};
+use crate::plan::{Options, SinkSpec, SourceSpec};
+use crate::time::Millis;
+
+/// Which part of the input a worker reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub worker: usize,
+    pub workers: usize,
+}
+
+impl Partition {
+    /// Whether this worker owns the camera `source_id`: cameras are spread
+    /// over workers by a stable hash, so each camera is read, in order, by
+    /// exactly one worker.
+    pub fn owns(&self, source_id: &str) -> bool {
+        crate::model::stable_hash(&[source_id.as_bytes()]) % self.workers as u64 == self.worker as u64
+    }
+}
+
+/// What a source has for the engine right now.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// Frames, in the order they should be admitted.
+    Frames(Vec<Frame>),
+    /// Nothing now; more may come.
+    Idle,
+    /// Nothing now or later.
+    Done,
+}
+
+/// A source partition on one worker.
+///
+/// # Contract
+/// Sources never see timely capabilities. Instead each states a promise,
+/// [`Source::watermark`]: no frame with an earlier event time will come
+/// unless it is marked `late`. The engine turns the promise into capability
+/// downgrades, and treats a frame that breaks the promise as late.
+pub trait Source: Send {
+    /// Up to `max` frames that are ready now.
+    ///
+    /// # Errors
+    /// Only for failures of the source itself (its folder vanished); a bad
+    /// frame is a frame, and is rejected downstream.
+    fn poll(&mut self, max: usize) -> Result<SourcePoll, String>;
+
+    /// The promise above; `None` once the source is finished.
+    fn watermark(&mut self) -> Option<Millis>;
+}
+
+pub trait SourceFactory: Send + Sync {
+    /// Checks the spec (the folder exists, options are known) before the job
+    /// starts.
+    fn validate(&self, spec: &SourceSpec) -> Result<(), String>;
+
+    /// Opens the part of the source that `partition` owns.
+    fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String>;
+}
+
+/// Turns encoded frames into pixels, with limits on what it will allocate.
+pub trait Decoder: Send + Sync {
+    /// # Errors
+    /// A reason, in one lowercase sentence, why the frame cannot be decoded.
+    fn decode(&self, frame: &Frame) -> Result<Pixels, String>;
+}
+
+/// A vision operator on one worker.
+///
+/// # Contract
+/// `process` may return any number of detections for a frame. An `Err` or a
+/// panic costs that frame only: it is marked rejected with the message, and
+/// the stream goes on.
+pub trait VisionOperator {
+    fn process(&mut self, frame: &DecodedFrame) -> Result<Vec<Detection>, String>;
+}
+
+/// A vision operator, checked and with its models loaded, ready to make
+/// per-worker instances.
+pub trait PreparedOperator: Send + Sync {
+    fn instance(&self) -> Result<Box<dyn VisionOperator>, String>;
+}
+
+pub trait OperatorFactory: Send + Sync {
+    /// Checks the options and loads what the operator needs.
+    ///
+    /// # Errors
+    /// A clear message naming the bad option or missing model file.
+    fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String>;
+}
+
+/// Where records leave the job.
+///
+/// # Contract
+/// `write` gets records in batches; once `flush` returns, what was written
+/// is delivered. Sinks run on one worker.
+pub trait Sink: Send {
+    fn write(&mut self, records: &[Record]) -> Result<(), String>;
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+pub trait SinkFactory: Send + Sync {
+    /// Opens the sink (creating its files) before the job starts.
+    fn open(&self, spec: &SinkSpec) -> Result<Box<dyn Sink>, String>;
+}
+
+/// Every plugin a job may name, by lower-case name.
+#[derive(Clone)]
+pub struct Registry {
+    pub sources: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+    pub operators: BTreeMap<&'static str, Arc<dyn OperatorFactory>>,
+    pub sinks: BTreeMap<&'static str, Arc<dyn SinkFactory>>,
+    pub decoder: Arc<dyn Decoder>,
+}
+
+impl Registry {
+    pub fn new(decoder: Arc<dyn Decoder>) -> Registry {
+        Registry { sources: BTreeMap::new(), operators: BTreeMap::new(), sinks: BTreeMap::new(), decoder }
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("operators", &self.operators.keys().collect::<Vec<_>>())
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

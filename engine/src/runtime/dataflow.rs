@@ -1,0 +1,227 @@
+//! Builds one job's timely dataflow on one worker.
+//!
+//! ```text
+//!  source ─(UnorderedInput at watermark)─▶ Exchange(frame_id) ─▶ Decode ─┬─▶ vision op ─┬─▶ detections ─▶ views
+//!                                                                       │              └─▶ outcomes
+//!                                                                       └─▶ outcomes (rejected, late)
+//!  every sink: records ─▶ Exchange(→ worker 0) ─▶ Sink ─▶ probe
+//! ```
+//!
+//! Decode and detection are stateless per frame, so frames are spread over
+//! workers by `frame_id`: one busy camera still uses every core. Operators
+//! with per-camera state will exchange by `source_id` instead.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::{Exchange as _, Filter, OkErr, UnorderedInput};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{ActivateCapability, Concatenate, Operator, Probe};
+use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+
+use crate::metrics::Metrics;
+use crate::model::{stable_hash, DecodedFrame, Frame, FrameOutcome, Outcome, Record};
+use crate::plan::{JobPlan, LatePolicy, DEAD_LETTER, OUTCOMES};
+use crate::registry::{Decoder, PreparedOperator, Sink};
+use crate::time::{Tick, TickClock};
+
+pub(crate) type FrameInput = UnorderedHandle<Tick, CapacityContainerBuilder<Vec<Frame>>>;
+
+/// A source's way into the dataflow on one worker.
+pub(crate) struct SourceInput {
+    pub handle: FrameInput,
+    /// Held at the source's watermark; dropped when the source is done.
+    pub capability: Option<ActivateCapability<Tick>>,
+}
+
+/// Everything the job shares between workers, prepared before it starts.
+pub(crate) struct Prepared {
+    pub plan: JobPlan,
+    pub clock: TickClock,
+    pub decoder: Arc<dyn Decoder>,
+    pub operators: HashMap<String, Arc<dyn PreparedOperator>>,
+    /// Opened sinks; worker 0 takes them, since every record is routed there.
+    pub sinks: HashMap<String, Mutex<Option<Box<dyn Sink>>>>,
+    pub metrics: Arc<Metrics>,
+    /// The first failure of a sink, which ends the job.
+    pub failure: Mutex<Option<String>>,
+}
+
+/// Builds the dataflow; returns one input per plan source, in plan order.
+pub(crate) fn build<'scope>(
+    scope: Scope<'scope, Tick>,
+    worker: usize,
+    job: &Arc<Prepared>,
+    probe: &ProbeHandle<Tick>,
+) -> Result<Vec<SourceInput>, String> {
+    let mut inputs = Vec::new();
+    let mut decoded: HashMap<&str, StreamVec<'scope, Tick, DecodedFrame>> = HashMap::new();
+    let mut outcomes = Vec::new();
+    for spec in &job.plan.sources {
+        let ((handle, capability), frames) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Frame>>>();
+        inputs.push(SourceInput { handle, capability: Some(capability) });
+        let frames = frames.exchange(|f: &Frame| stable_hash(&[f.frame_id.as_bytes()]));
+        let (ok, rejected) = decode(frames, job.clone(), spec.late);
+        decoded.insert(&spec.name, ok);
+        outcomes.push(rejected);
+    }
+
+    let mut records: HashMap<&str, StreamVec<'scope, Tick, Record>> = HashMap::new();
+    let mut detections = HashMap::new();
+    for spec in &job.plan.streams {
+        let input = scope.concatenate(spec.sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
+        let operator = job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
+        let results = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
+        let found = results.clone().flat_map(|(found, _)| found);
+        outcomes.push(results.map(|(_, outcome)| outcome));
+        records.insert(&spec.name, found.clone().map(Record::Detection));
+        detections.insert(spec.name.as_str(), found);
+    }
+    for spec in &job.plan.views {
+        let input = detections.get(spec.input.as_str()).ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
+        let rows = super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone());
+        records.insert(&spec.name, rows);
+    }
+    let outcomes = scope.concatenate(outcomes);
+    outcomes.clone().probe_with(probe);
+    records.insert(DEAD_LETTER, outcomes.clone().filter(|o: &FrameOutcome| o.is_dead_letter()).map(Record::Outcome));
+    records.insert(OUTCOMES, outcomes.map(Record::Outcome));
+
+    for spec in &job.plan.sinks {
+        let input = records.get(spec.input.as_str()).ok_or_else(|| format!("sink `{}` reads unknown input `{}`", spec.name, spec.input))?;
+        let sink = if worker == 0 { job.sinks.get(&spec.name).and_then(|slot| slot.lock().ok()?.take()) } else { None };
+        write_to_sink(input.clone(), &spec.name, sink, job.clone()).probe_with(probe);
+    }
+    Ok(inputs)
+}
+
+/// Decodes frames; late and undecodable frames become outcomes.
+fn decode<'scope>(
+    frames: StreamVec<'scope, Tick, Frame>,
+    job: Arc<Prepared>,
+    late: LatePolicy,
+) -> (StreamVec<'scope, Tick, DecodedFrame>, StreamVec<'scope, Tick, FrameOutcome>) {
+    frames.ok_err(move |frame: Frame| {
+        if frame.late {
+            Metrics::add(&job.metrics.frames_late, 1);
+            let reason = (late == LatePolicy::DeadLetter)
+                .then(|| "event time is behind the camera's watermark (newest frame minus lateness)".to_owned());
+            return Err(outcome(&frame, Outcome::Late, "source", reason, 0));
+        }
+        if let Some(reason) = &frame.refused {
+            Metrics::add(&job.metrics.frames_rejected, 1);
+            return Err(outcome(&frame, Outcome::Rejected, "source", Some(reason.clone()), 0));
+        }
+        match job.decoder.decode(&frame) {
+            Ok(pixels) => Ok(DecodedFrame { frame, pixels }),
+            Err(reason) => {
+                Metrics::add(&job.metrics.frames_rejected, 1);
+                Err(outcome(&frame, Outcome::Rejected, "decode", Some(reason), 0))
+            }
+        }
+    })
+}
+
+fn outcome(frame: &Frame, outcome: Outcome, stage: &str, reason: Option<String>, detections: u32) -> FrameOutcome {
+    FrameOutcome {
+        frame_id: frame.frame_id.clone(),
+        tenant: frame.tenant.clone(),
+        source_id: frame.source_id.clone(),
+        event_time: frame.event_time,
+        outcome,
+        stage: stage.into(),
+        reason,
+        detections,
+    }
+}
+
+type OperatorResult = (Vec<crate::model::Detection>, FrameOutcome);
+
+/// Runs a vision operator on each frame. A failure or a panic costs that
+/// frame only.
+fn run_operator<'scope>(
+    frames: StreamVec<'scope, Tick, DecodedFrame>,
+    name: &str,
+    mut operator: Box<dyn crate::registry::VisionOperator>,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, Tick, OperatorResult> {
+    let stage: Arc<str> = name.into();
+    frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let mut session = output.session(&cap);
+                for batch in data {
+                    for decoded in batch.drain(..) {
+                        let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
+                            .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
+                        let frame = &decoded.frame;
+                        session.give(match result {
+                            Ok(found) => {
+                                Metrics::add(&metrics.frames_processed, 1);
+                                Metrics::add(&metrics.detections, found.len() as u64);
+                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
+                                (found, processed)
+                            }
+                            Err(reason) => {
+                                Metrics::add(&metrics.frames_rejected, 1);
+                                (Vec::new(), outcome(frame, Outcome::Rejected, &stage, Some(reason), 0))
+                            }
+                        });
+                    }
+                }
+            })
+        }
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Routes every record to worker 0, which writes them and flushes after
+/// each batch; its output carries no data, only progress for the probe.
+fn write_to_sink<'scope>(
+    records: StreamVec<'scope, Tick, Record>,
+    name: &str,
+    mut sink: Option<Box<dyn Sink>>,
+    job: Arc<Prepared>,
+) -> StreamVec<'scope, Tick, ()> {
+    let name = name.to_owned();
+    records.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Exchange::new(|_: &Record| 0), &format!("Sink: {name}"), move |_, _| {
+        move |input, _output| {
+            let mut wrote = false;
+            input.for_each_stamp(|_cap, data| {
+                for batch in data {
+                    let result = match sink.as_mut() {
+                        Some(sink) => sink.write(batch),
+                        None => Err("no sink on the worker that received its records".to_owned()),
+                    };
+                    batch.clear();
+                    wrote = true;
+                    if let Err(e) = result {
+                        fail(&job, format!("sink `{name}`: {e}"));
+                    }
+                }
+            });
+            if wrote {
+                if let Some(Err(e)) = sink.as_mut().map(|s| s.flush()) {
+                    fail(&job, format!("sink `{name}`: {e}"));
+                }
+            }
+        }
+    })
+}
+
+fn fail(job: &Prepared, message: String) {
+    if let Ok(mut failure) = job.failure.lock() {
+        failure.get_or_insert(message);
+    }
+}

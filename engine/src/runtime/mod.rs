@@ -1,0 +1,258 @@
+//! Runs a [`JobPlan`] on timely workers.
+//!
+//! [`run`] first prepares everything the plan names — connectors checked,
+//! models loaded, sinks opened — so a bad job fails before any frame is
+//! read. Then each worker builds the dataflow and drives its source
+//! partitions: it admits frames while the frames in flight (admitted, not
+//! yet past the probe at the sinks) are under budget, turns each source's
+//! promise into a capability downgrade, and steps the dataflow.
+
+mod dataflow;
+mod window;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::ProbeHandle;
+use timely::WorkerConfig;
+
+use crate::error::EngineError;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::plan::JobPlan;
+use crate::registry::{Partition, Registry, Source, SourcePoll};
+use crate::time::{Tick, TickClock};
+use dataflow::{Prepared, SourceInput};
+
+/// How a job runs, beside what it computes.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Milliseconds of event time per timely tick.
+    pub tick_ms: u64,
+    /// Frames admitted but not yet delivered by the sinks, over all workers,
+    /// beyond which sources stop reading.
+    pub max_in_flight_frames: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { workers: 1, tick_ms: 50, max_in_flight_frames: 64 }
+    }
+}
+
+/// What a finished job reports.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSummary {
+    pub metrics: MetricsSnapshot,
+    pub elapsed: Duration,
+}
+
+/// Runs `plan` to completion (for finite sources) on `config.workers`
+/// threads, updating `metrics` as it goes.
+pub fn run(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<Metrics>) -> Result<RunSummary, EngineError> {
+    let started = Instant::now();
+    let job = Arc::new(prepare(plan, registry, config, metrics)?);
+    let factories: Vec<_> = job
+        .plan
+        .sources
+        .iter()
+        .map(|s| registry.sources.get(s.kind.as_str()).cloned().map(|f| (s.clone(), f)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| EngineError::Internal("a source kind vanished after validation".into()))?;
+    let per_worker_budget = config.max_in_flight_frames.div_ceil(config.workers.max(1)).max(1);
+    let timely_config = timely::Config {
+        communication: timely::CommunicationConfig::Process(config.workers.max(1)),
+        worker: WorkerConfig::default(),
+    };
+    let worker_job = job.clone();
+    let guards = timely::execute(timely_config, move |worker| -> Result<(), String> {
+        let job = &worker_job;
+        let partition = Partition { worker: worker.index(), workers: worker.peers() };
+        let mut sources = Vec::new();
+        for (spec, factory) in &factories {
+            sources.push(factory.open(spec, partition).map_err(|e| format!("source `{}`: {e}", spec.name))?);
+        }
+        let probe = ProbeHandle::new();
+        let index = worker.index();
+        let mut inputs = worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, per_worker_budget);
+        if result.is_err() {
+            // Stop every worker, not just this one, so none waits on it.
+            fail(job, result.as_ref().err().cloned().unwrap_or_default());
+        }
+        result
+    })
+    .map_err(EngineError::Runtime)?;
+    let mut first_error = None;
+    for result in guards.join() {
+        if let Err(e) = result.and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(failure) = job.failure.lock().ok().and_then(|mut f| f.take()) {
+        return Err(EngineError::Failed(failure));
+    }
+    if let Some(e) = first_error {
+        return Err(EngineError::Failed(e));
+    }
+    Ok(RunSummary { metrics: job.metrics.snapshot(), elapsed: started.elapsed() })
+}
+
+fn fail(job: &Prepared, message: String) {
+    if let Ok(mut failure) = job.failure.lock() {
+        failure.get_or_insert(message);
+    }
+}
+
+/// Checks the plan against the registry and prepares operators and sinks.
+fn prepare(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<Metrics>) -> Result<Prepared, EngineError> {
+    let known = |names: Vec<&&str>| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    for spec in &plan.sources {
+        let factory = registry.sources.get(spec.kind.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
+            what: "source kind",
+            name: spec.kind.clone(),
+            known: known(registry.sources.keys().collect()),
+        })?;
+        factory
+            .validate(spec)
+            .map_err(|reason| EngineError::Plugin { what: "source", name: spec.name.clone(), reason })?;
+    }
+    let mut operators = HashMap::new();
+    for spec in &plan.streams {
+        let factory = registry.operators.get(spec.operator.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
+            what: "operator",
+            name: spec.operator.clone(),
+            known: known(registry.operators.keys().collect()),
+        })?;
+        let prepared = factory
+            .prepare(&spec.options)
+            .map_err(|reason| EngineError::Plugin { what: "stream", name: spec.name.clone(), reason })?;
+        operators.insert(spec.name.clone(), prepared);
+    }
+    let mut sinks = HashMap::new();
+    for spec in &plan.sinks {
+        let factory = registry.sinks.get(spec.kind.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
+            what: "sink kind",
+            name: spec.kind.clone(),
+            known: known(registry.sinks.keys().collect()),
+        })?;
+        let sink = factory
+            .open(spec)
+            .map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
+        sinks.insert(spec.name.clone(), Mutex::new(Some(sink)));
+    }
+    Ok(Prepared {
+        plan,
+        clock: TickClock::new(config.tick_ms),
+        decoder: registry.decoder.clone(),
+        operators,
+        sinks,
+        metrics,
+        failure: Mutex::new(None),
+    })
+}
+
+/// Frames this worker admitted and the sinks have not yet delivered, by
+/// timely tick.
+#[derive(Default)]
+struct InFlight {
+    by_tick: BTreeMap<Tick, usize>,
+    total: usize,
+}
+
+impl InFlight {
+    fn admit(&mut self, tick: Tick, metrics: &Metrics) {
+        *self.by_tick.entry(tick).or_insert(0) += 1;
+        self.total += 1;
+        metrics.frames_in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets frames at ticks the probe has passed.
+    fn retire(&mut self, probe: &ProbeHandle<Tick>, metrics: &Metrics) {
+        let delivered_before = probe.with_frontier(|f| f.first().copied());
+        let kept = match delivered_before {
+            Some(tick) => self.by_tick.split_off(&tick),
+            None => BTreeMap::new(),
+        };
+        let retired: usize = std::mem::replace(&mut self.by_tick, kept).values().sum();
+        self.total -= retired;
+        metrics.frames_in_flight.fetch_sub(retired as i64, Ordering::Relaxed);
+    }
+
+    /// Frames in flight at ticks before `tick`: work the dataflow can finish
+    /// without more input.
+    fn before(&self, tick: Tick) -> usize {
+        self.by_tick.range(..tick).map(|(_, n)| n).sum()
+    }
+}
+
+/// The worker's loop: admit, promise, step — until every source is done and
+/// every result delivered.
+fn drive(
+    worker: &mut timely::worker::Worker,
+    job: &Prepared,
+    sources: &mut [Box<dyn Source>],
+    inputs: &mut [SourceInput],
+    probe: &ProbeHandle<Tick>,
+    budget: usize,
+) -> Result<(), String> {
+    let mut in_flight = InFlight::default();
+    loop {
+        if let Some(failure) = job.failure.lock().ok().and_then(|f| f.clone()) {
+            return Err(failure);
+        }
+        in_flight.retire(probe, &job.metrics);
+        let mut admitted_any = false;
+        for (source, input) in sources.iter_mut().zip(inputs.iter_mut()) {
+            let Some(capability) = input.capability.as_mut() else { continue };
+            // Frames held back only by allowed lateness cannot be finished
+            // until more input moves the watermark, so they never block it.
+            let room = if in_flight.total < budget {
+                budget - in_flight.total
+            } else if in_flight.before(*capability.time()) == 0 {
+                1
+            } else {
+                continue;
+            };
+            let done = match source.poll(room)? {
+                SourcePoll::Frames(frames) => {
+                    admitted_any |= !frames.is_empty();
+                    for mut frame in frames {
+                        let tick = job.clock.tick_of(frame.event_time);
+                        // A frame that breaks its source's promise is late.
+                        frame.late |= tick < *capability.time();
+                        let at = if frame.late { capability.clone() } else { capability.delayed(&tick) };
+                        in_flight.admit(*at.time(), &job.metrics);
+                        Metrics::add(&job.metrics.frames_admitted, 1);
+                        input.handle.activate().session(&at).give(frame);
+                    }
+                    false
+                }
+                SourcePoll::Idle => false,
+                SourcePoll::Done => true,
+            };
+            match source.watermark() {
+                Some(promise) if !done => {
+                    let tick = job.clock.tick_of(promise);
+                    if tick > *capability.time() {
+                        capability.downgrade(&tick);
+                    }
+                }
+                _ => input.capability = None,
+            }
+        }
+        let sources_done = inputs.iter().all(|i| i.capability.is_none());
+        if sources_done && probe.with_frontier(|f| f.is_empty()) {
+            in_flight.retire(probe, &job.metrics);
+            return Ok(());
+        }
+        if admitted_any {
+            worker.step();
+        } else {
+            worker.step_or_park(Some(Duration::from_millis(20)));
+        }
+    }
+}
