@@ -1,0 +1,157 @@
+//! Decoding JPEG and PNG frames into RGB pixels, with limits.
+//!
+//! The header is read first and the frame refused if its dimensions exceed
+//! the limit, so a decompression bomb (a small file claiming a huge image)
+//! is rejected before its pixels are allocated. The format is taken from the
+//! bytes, not from the file name.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use image::codecs::jpeg::JpegDecoder;
+use image::codecs::png::PngDecoder;
+use image::{DynamicImage, ImageDecoder, ImageFormat, Limits};
+
+use engine::model::{Frame, Pixels};
+use engine::registry::Decoder;
+
+/// Limits on what a frame may make the decoder allocate.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Largest width × height accepted (default 40 megapixels).
+    pub max_pixels: u64,
+    /// Largest width or height accepted (default 16384).
+    pub max_side: u32,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_pixels: 40_000_000, max_side: 16_384 }
+    }
+}
+
+/// The decoder the engine uses for every frame.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    limits: DecodeLimits,
+}
+
+impl FrameDecoder {
+    pub fn new(limits: DecodeLimits) -> FrameDecoder {
+        FrameDecoder { limits }
+    }
+
+    fn decode_with(&self, decoder: impl ImageDecoder) -> Result<Pixels, String> {
+        let (width, height) = decoder.dimensions();
+        let pixels = u64::from(width) * u64::from(height);
+        if width > self.limits.max_side || height > self.limits.max_side || pixels > self.limits.max_pixels {
+            return Err(format!(
+                "image is {width}x{height}, over the decode limit ({} pixels, {} per side)",
+                self.limits.max_pixels, self.limits.max_side
+            ));
+        }
+        if pixels == 0 {
+            return Err("image has no pixels".to_owned());
+        }
+        let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt image: {e}"))?;
+        Ok(Pixels { width, height, rgb: Arc::from(image.into_rgb8().into_raw()) })
+    }
+}
+
+impl Decoder for FrameDecoder {
+    fn decode(&self, frame: &Frame) -> Result<Pixels, String> {
+        let bytes = &frame.bytes[..];
+        if bytes.is_empty() {
+            return Err("file is empty".to_owned());
+        }
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(self.limits.max_side);
+        limits.max_image_height = Some(self.limits.max_side);
+        limits.max_alloc = Some(self.limits.max_pixels.saturating_mul(4));
+        match image::guess_format(bytes) {
+            Ok(ImageFormat::Jpeg) => {
+                let mut decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| format!("corrupt JPEG: {e}"))?;
+                decoder.set_limits(limits).map_err(|e| format!("JPEG over the decode limits: {e}"))?;
+                self.decode_with(decoder)
+            }
+            Ok(ImageFormat::Png) => {
+                let mut decoder = PngDecoder::new(Cursor::new(bytes)).map_err(|e| format!("corrupt PNG: {e}"))?;
+                decoder.set_limits(limits).map_err(|e| format!("PNG over the decode limits: {e}"))?;
+                self.decode_with(decoder)
+            }
+            _ => {
+                let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                Err(format!("not a JPEG or PNG image (starts with {})", head.join(" ")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::model::MediaType;
+
+    fn frame(bytes: Vec<u8>) -> Frame {
+        Frame {
+            frame_id: "f".into(),
+            tenant: "t".into(),
+            source_id: "cam".into(),
+            seq: 0,
+            event_time: 0,
+            ingest_time: 0,
+            media_type: MediaType::Png,
+            bytes: bytes.into(),
+            late: false,
+            refused: None,
+        }
+    }
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_png_to_rgb() {
+        let pixels = FrameDecoder::default().decode(&frame(png(3, 2))).unwrap();
+        assert_eq!((pixels.width, pixels.height), (3, 2));
+        assert_eq!(&pixels.rgb[..3], &[10, 20, 30]);
+    }
+
+    #[test]
+    fn empty_truncated_and_foreign_bytes_are_rejected_with_reasons() {
+        let decoder = FrameDecoder::default();
+        assert_eq!(decoder.decode(&frame(Vec::new())).unwrap_err(), "file is empty");
+        let mut truncated = png(64, 64);
+        truncated.truncate(truncated.len() / 2);
+        assert!(decoder.decode(&frame(truncated)).unwrap_err().contains("corrupt"));
+        assert!(decoder.decode(&frame(b"GIF89a....".to_vec())).unwrap_err().starts_with("not a JPEG or PNG"));
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused_from_its_header() {
+        // A PNG header claiming 100000 x 100000 pixels, with no pixel data.
+        let mut bomb = png(1, 1);
+        bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32(&bomb[12..29]);
+        bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = FrameDecoder::default().decode(&frame(bomb)).unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+    }
+
+    /// CRC-32 as PNG chunks use it, so the forged header is otherwise valid.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}

@@ -1,0 +1,214 @@
+//! `DETECT(src, model => 'objects', min_confidence => 0.3)`: object
+//! detection with a YOLO model through ONNX Runtime.
+//!
+//! Per frame: letterbox into the network input, run the model, decode every
+//! head, suppress overlaps per class. Boxes come out in pixels of the
+//! original frame. Each worker has its own session (ONNX Runtime sessions
+//! are not safe to run from two threads at once), on `threads` threads.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use engine::model::{DecodedFrame, Detection};
+use engine::plan::Options;
+use engine::registry::{OperatorFactory, PreparedOperator, VisionOperator};
+
+use crate::letterbox::Letterbox;
+use crate::onnx::ModelStore;
+use crate::yolo::{decode_head, nms_per_class, ModelCard};
+
+const OPTIONS: [&str; 4] = ["model", "min_confidence", "nms_iou", "threads"];
+
+/// The registry entry for `DETECT`.
+#[derive(Debug)]
+pub struct DetectFactory {
+    store: ModelStore,
+}
+
+impl DetectFactory {
+    pub fn new(store: ModelStore) -> DetectFactory {
+        DetectFactory { store }
+    }
+}
+
+/// Detection settings of one stream.
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    pub min_confidence: f32,
+    pub nms_iou: f32,
+    pub threads: usize,
+}
+
+fn parse_fraction(options: &Options, name: &str, default: f32) -> Result<f32, String> {
+    match options.get(name) {
+        None => Ok(default),
+        Some(text) => match text.parse::<f32>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+            _ => Err(format!("{name} = {text} is not a number between 0 and 1")),
+        },
+    }
+}
+
+impl OperatorFactory for DetectFactory {
+    fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
+        if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+            return Err(format!("DETECT has no argument `{unknown}`; its arguments: {}", OPTIONS.join(", ")));
+        }
+        let model = options.get("model").map_or("objects", String::as_str);
+        let config = DetectConfig {
+            min_confidence: parse_fraction(options, "min_confidence", 0.25)?,
+            nms_iou: parse_fraction(options, "nms_iou", 0.45)?,
+            threads: match options.get("threads") {
+                None => 1,
+                Some(t) => t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?,
+            },
+        };
+        Ok(Arc::new(PreparedDetect::load(&self.store, model, config)?))
+    }
+}
+
+/// A model checked and loaded once per job; workers take sessions from it.
+pub struct PreparedDetect {
+    store: ModelStore,
+    card: Arc<ModelCard>,
+    onnx: PathBuf,
+    config: DetectConfig,
+    /// The session made while checking the model, handed to the first
+    /// worker rather than thrown away.
+    spare: Mutex<Option<Session>>,
+}
+
+impl PreparedDetect {
+    /// Loads the model card `NAME.json` and its ONNX file, and checks that
+    /// the model has the input and outputs the card names.
+    pub fn load(store: &ModelStore, model: &str, config: DetectConfig) -> Result<PreparedDetect, String> {
+        let card_path = store.models_dir.join(format!("{model}.json"));
+        let text = fs::read_to_string(&card_path).map_err(|e| {
+            let known = known_models(store);
+            format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
+        })?;
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;
+        if card.architecture != "yolov3" {
+            return Err(format!("model `{model}` is a `{}` model; DETECT runs `yolov3` models", card.architecture));
+        }
+        let onnx = store.models_dir.join(&card.onnx);
+        let session = store.session(&onnx, config.threads)?;
+        let has_input = session.inputs().iter().any(|i| i.name() == card.input.name);
+        let missing: Vec<&str> = card
+            .heads
+            .iter()
+            .map(|h| h.output.as_str())
+            .filter(|name| !session.outputs().iter().any(|o| o.name() == *name))
+            .collect();
+        if !has_input || !missing.is_empty() {
+            return Err(format!(
+                "model `{}` does not match its card: input `{}` {}, outputs missing: {missing:?}",
+                onnx.display(),
+                card.input.name,
+                if has_input { "found" } else { "missing" }
+            ));
+        }
+        Ok(PreparedDetect { store: store.clone(), card: Arc::new(card), onnx, config, spare: Mutex::new(Some(session)) })
+    }
+
+    /// A detector of its own, for one thread.
+    pub fn detector(&self) -> Result<Detector, String> {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
+        let session = match spare {
+            Some(session) => session,
+            None => self.store.session(&self.onnx, self.config.threads)?,
+        };
+        let input = vec![0.0; 3 * (self.card.input.width * self.card.input.height) as usize];
+        Ok(Detector { session, card: self.card.clone(), config: self.config.clone(), input, operator: "detect".into() })
+    }
+}
+
+fn known_models(store: &ModelStore) -> String {
+    let mut names: Vec<String> = fs::read_dir(&store.models_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    names.sort();
+    if names.is_empty() { "none (run scripts/setup.sh)".to_owned() } else { names.join(", ") }
+}
+
+impl PreparedOperator for PreparedDetect {
+    fn instance(&self) -> Result<Box<dyn VisionOperator>, String> {
+        Ok(Box::new(self.detector()?))
+    }
+}
+
+/// A YOLO detector with its own ONNX Runtime session.
+pub struct Detector {
+    session: Session,
+    card: Arc<ModelCard>,
+    config: DetectConfig,
+    /// The network input, reused from frame to frame.
+    input: Vec<f32>,
+    operator: Arc<str>,
+}
+
+impl Detector {
+    /// Boxes found in `frame`, before they are made detection rows.
+    pub fn detect(&mut self, pixels: &engine::model::Pixels) -> Result<Vec<crate::yolo::Candidate>, String> {
+        let spec = &self.card.input;
+        let letterbox = Letterbox::new(pixels.width, pixels.height, spec.width, spec.height);
+        letterbox.fill_chw(pixels, spec.letterbox_fill, &mut self.input);
+        let shape = [1usize, 3, spec.height as usize, spec.width as usize];
+        let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(|e| format!("bad input tensor: {e}"))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![spec.name.as_str() => tensor])
+            .map_err(|e| format!("inference failed: {e}"))?;
+        let classes = self.card.labels.len();
+        let mut candidates = Vec::new();
+        for head in &self.card.heads {
+            let value = outputs.get(&head.output).ok_or_else(|| format!("model gave no output `{}`", head.output))?;
+            let (shape, raw) = value.try_extract_tensor::<f32>().map_err(|e| format!("output `{}`: {e}", head.output))?;
+            let expected = (head.anchors.len() * (5 + classes)) as i64;
+            let [_, channels, grid_h, grid_w] = shape[..] else {
+                return Err(format!("output `{}` has shape {shape:?}, expected [1, C, H, W]", head.output));
+            };
+            if channels != expected {
+                return Err(format!("output `{}` has {channels} channels, expected {expected}", head.output));
+            }
+            let grid = (grid_w as usize, grid_h as usize);
+            decode_head(raw, grid, head, classes, &letterbox, self.config.min_confidence, &mut candidates);
+        }
+        Ok(nms_per_class(candidates, self.config.nms_iou))
+    }
+}
+
+impl VisionOperator for Detector {
+    fn process(&mut self, decoded: &DecodedFrame) -> Result<Vec<Detection>, String> {
+        let frame = &decoded.frame;
+        let found = self.detect(&decoded.pixels)?;
+        Ok(found
+            .into_iter()
+            .map(|c| Detection {
+                frame_id: frame.frame_id.clone(),
+                tenant: frame.tenant.clone(),
+                source_id: frame.source_id.clone(),
+                event_time: frame.event_time,
+                operator: self.operator.clone(),
+                label: self.card.labels.get(c.class).map_or_else(|| format!("class{}", c.class), Clone::clone).into(),
+                confidence: c.score,
+                x: c.bbox[0],
+                y: c.bbox[1],
+                w: c.bbox[2],
+                h: c.bbox[3],
+                track_id: None,
+                text: None,
+                attributes: BTreeMap::new(),
+            })
+            .collect())
+    }
+}

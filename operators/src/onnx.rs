@@ -1,0 +1,62 @@
+//! ONNX Runtime, loaded at run time from the library the set-up fetched.
+//!
+//! ONNX Runtime allows one environment per process, so it is made once, on
+//! first use, from the library path the first caller gives.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Where the shared library and the models are.
+#[derive(Clone, Debug)]
+pub struct ModelStore {
+    /// Folder of model cards (`NAME.json`) and their ONNX files.
+    pub models_dir: PathBuf,
+    /// `libonnxruntime.so`, from the PyPI `onnxruntime` wheel.
+    pub onnxruntime: PathBuf,
+}
+
+impl ModelStore {
+    /// The layout the set-up script writes: `ASSETS/models`, `ASSETS/lib`.
+    pub fn in_assets(assets: &Path) -> ModelStore {
+        ModelStore { models_dir: assets.join("models"), onnxruntime: assets.join("lib").join("libonnxruntime.so") }
+    }
+
+    fn environment(&self) -> Result<&'static Environment, String> {
+        let env = ENVIRONMENT.get_or_init(|| {
+            if !self.onnxruntime.is_file() {
+                return Err(format!(
+                    "ONNX Runtime library `{}` not found; run scripts/setup.sh or set FRAMEFLOW_ORT_LIB",
+                    self.onnxruntime.display()
+                ));
+            }
+            ort::init_from(&self.onnxruntime)
+                .map_err(|e| format!("cannot load ONNX Runtime from `{}`: {e}", self.onnxruntime.display()))?
+                .with_name("frameflow")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        });
+        env.as_ref().map_err(Clone::clone)
+    }
+
+    /// A session on `model`, running on `threads` threads.
+    pub fn session(&self, model: &Path, threads: usize) -> Result<Session, String> {
+        let env = self.environment()?;
+        let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
+        Session::builder(env)
+            .map_err(|e| fail(&e))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| fail(&e))?
+            .with_intra_threads(threads)
+            .map_err(|e| fail(&e))?
+            .with_inter_threads(1)
+            .map_err(|e| fail(&e))?
+            .commit_from_file(model)
+            .map_err(|e| fail(&e))
+    }
+}
