@@ -1,0 +1,17 @@
+//! frameflow's SQL dialect: a job is parsed with sqlparser, checked, and
+//! lowered to the engine's [`engine::plan::JobPlan`].
+//!
+//! - [`parse`]: the `CREATE SOURCE | STREAM | VIEW | SINK` statements.
+//! - [`plan`]: names resolved, arguments checked, SELECTs lowered.
+//! - [`error`]: every mistake with line, column and a hint.
+//!
+//! ```text
+//!  job.sql ──parse_job──▶ [Statement] ──Planner──▶ JobPlan ──▶ engine::runtime::run
+//! ```
+
+pub mod error;
+pub mod parse;
+pub mod plan;
+
+pub use error::QueryError;
+pub use plan::plan_job;

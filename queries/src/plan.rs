@@ -1,0 +1,494 @@
+//! Lowering parsed statements to the engine's [`JobPlan`], checking names,
+//! arguments and the supported subset of SELECT as it goes.
+//!
+//! What a stream may be: `SELECT * FROM <VISION_FN>(source, ..., name =>
+//! value, ...)`. What a view may be: `SELECT <keys, window_start,
+//! window_end, count(*)> FROM TUMBLE(stream, event_time, INTERVAL ...) GROUP
+//! BY <keys, window_start, window_end>`. Anything else is refused with its
+//! location, so no statement is silently half-understood.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use sqlparser::ast::{
+    DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select, SelectItem,
+    SetExpr, Spanned, TableFactor, TableFunctionArgs,
+};
+use sqlparser::tokenizer::Span;
+
+use engine::plan::{
+    DetectionColumn, JobPlan, LatePolicy, SinkSpec, SourceSpec, StreamSpec, ViewColumn, ViewSpec, WindowSpec, DEAD_LETTER,
+    OUTCOMES,
+};
+use engine::time::Millis;
+
+use crate::error::QueryError;
+use crate::parse::{literal_text, parse_job, OptionValue, Statement};
+
+/// Table functions that run a vision operator, and the operator each names.
+const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
+/// Window table functions.
+const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE"];
+/// Allowed lateness of a source that does not say.
+const DEFAULT_LATENESS_MS: Millis = 5_000;
+
+/// Parses and plans a job.
+pub fn plan_job(sql: &str) -> Result<JobPlan, QueryError> {
+    let mut planner = Planner::default();
+    for statement in parse_job(sql)? {
+        planner.add(statement)?;
+    }
+    planner.finish()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Relation {
+    Source,
+    Stream,
+    View,
+    Sink,
+}
+
+#[derive(Default)]
+struct Planner {
+    plan: JobPlan,
+    names: HashMap<String, (Relation, Span)>,
+}
+
+fn name_of(ident: &Ident) -> String {
+    ident.value.to_lowercase()
+}
+
+fn options_map(options: &[OptionValue]) -> Result<BTreeMap<String, String>, QueryError> {
+    let mut map = BTreeMap::new();
+    for option in options {
+        if map.insert(name_of(&option.key), option.value.clone()).is_some() {
+            return Err(QueryError::at(option.span, format!("option `{}` is given twice", option.key.value)));
+        }
+    }
+    Ok(map)
+}
+
+fn parse_duration_ms(text: &str, span: Span, what: &str) -> Result<Millis, QueryError> {
+    humantime::parse_duration(text.trim())
+        .map(|d| d.as_millis() as Millis)
+        .map_err(|e| QueryError::at(span, format!("{what} = '{text}' is not a duration: {e}")).with_hint("write e.g. '5s' or '500ms'"))
+}
+
+impl Planner {
+    fn declare(&mut self, ident: &Ident, relation: Relation) -> Result<String, QueryError> {
+        let name = name_of(ident);
+        if [OUTCOMES, DEAD_LETTER].contains(&name.as_str()) {
+            return Err(QueryError::at(ident.span, format!("`{name}` is a built-in stream; choose another name")));
+        }
+        if let Some((_, first)) = self.names.get(&name) {
+            return Err(QueryError::at(ident.span, format!("`{name}` is already defined at line {}", first.start.line)));
+        }
+        self.names.insert(name.clone(), (relation, ident.span));
+        Ok(name)
+    }
+
+    /// Resolves a reference to an earlier relation of one of `kinds`.
+    fn resolve(&self, ident: &Ident, kinds: &[Relation], what: &str) -> Result<String, QueryError> {
+        let name = name_of(ident);
+        match self.names.get(&name) {
+            Some((relation, _)) if kinds.contains(relation) => Ok(name),
+            Some((relation, _)) => Err(QueryError::at(ident.span, format!("`{name}` is a {relation:?}, not a {what}").to_lowercase())),
+            None => {
+                let known: Vec<&str> =
+                    self.names.iter().filter(|(_, (r, _))| kinds.contains(r)).map(|(n, _)| n.as_str()).collect();
+                Err(QueryError::at(ident.span, format!("unknown {what} `{name}`")).suggesting(&name, known))
+            }
+        }
+    }
+
+    fn add(&mut self, statement: Statement) -> Result<(), QueryError> {
+        match statement {
+            Statement::CreateSource { name, kind, location, options } => self.add_source(&name, &kind, location, &options),
+            Statement::CreateStream { name, query } => self.add_stream(&name, &query),
+            Statement::CreateView { name, options, query } => self.add_view(&name, &options, &query),
+            Statement::CreateSink { name, input, kind, location, options } => {
+                let name = self.declare(&name, Relation::Sink)?;
+                let input = match name_of(&input).as_str() {
+                    OUTCOMES | DEAD_LETTER => name_of(&input),
+                    _ => self.resolve(&input, &[Relation::Stream, Relation::View], "stream or view")?,
+                };
+                let options = options_map(&options)?;
+                self.plan.sinks.push(SinkSpec { name, input, kind: name_of(&kind), location, options });
+                Ok(())
+            }
+        }
+    }
+
+    fn add_source(&mut self, name: &Ident, kind: &Ident, location: Option<String>, options: &[OptionValue]) -> Result<(), QueryError> {
+        let name = self.declare(name, Relation::Source)?;
+        let mut spec = SourceSpec {
+            name,
+            kind: name_of(kind),
+            location,
+            options: BTreeMap::new(),
+            tenant: "default".to_owned(),
+            lateness_ms: DEFAULT_LATENESS_MS,
+            late: LatePolicy::DeadLetter,
+        };
+        options_map(options)?;
+        for option in options {
+            let (key, value) = (name_of(&option.key), option.value.clone());
+            match key.as_str() {
+                "lateness" => spec.lateness_ms = parse_duration_ms(&value, option.span, "lateness")?,
+                "late" => {
+                    spec.late = match value.as_str() {
+                        "dead_letter" => LatePolicy::DeadLetter,
+                        "drop" => LatePolicy::Drop,
+                        other => {
+                            return Err(QueryError::at(option.span, format!("late = '{other}' is not supported"))
+                                .with_hint("use 'dead_letter' or 'drop'"));
+                        }
+                    }
+                }
+                "tenant" => spec.tenant = value,
+                _ => {
+                    spec.options.insert(key, value);
+                }
+            }
+        }
+        self.plan.sources.push(spec);
+        Ok(())
+    }
+
+    fn add_stream(&mut self, ident: &Ident, query: &Query) -> Result<(), QueryError> {
+        let select = plain_select(query)?;
+        if !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)]) {
+            return Err(QueryError::at(select.projection.first().map_or(ident.span, |p| p.span()), "a stream selects `*` from a vision function")
+                .with_hint("projections and filters over streams come with the full query language"));
+        }
+        refuse_clauses(select, false)?;
+        let (function, args) = table_function(select)?;
+        let upper = function.value.to_uppercase();
+        let Some((_, operator)) = VISION_FUNCTIONS.iter().find(|(f, _)| *f == upper) else {
+            let known = VISION_FUNCTIONS.iter().map(|(f, _)| *f);
+            return Err(QueryError::at(function.span, format!("unknown vision function `{}`", function.value)).suggesting(&upper, known));
+        };
+        let mut sources = Vec::new();
+        let mut options = BTreeMap::new();
+        for arg in &args.args {
+            match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(source))) => {
+                    sources.push(self.resolve(source, &[Relation::Source], "source")?);
+                }
+                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(value), .. } => {
+                    if options.insert(name_of(name), literal_text(value)?).is_some() {
+                        return Err(QueryError::at(name.span, format!("argument `{}` is given twice", name.value)));
+                    }
+                }
+                other => {
+                    return Err(QueryError::at(other.span(), format!("unexpected argument `{other}` to {upper}"))
+                        .with_hint(format!("{upper}(source, ..., name => value, ...)")));
+                }
+            }
+        }
+        if sources.is_empty() {
+            return Err(QueryError::at(function.span, format!("{upper} needs at least one source")));
+        }
+        let name = self.declare(ident, Relation::Stream)?;
+        self.plan.streams.push(StreamSpec { name, operator: operator.to_string(), sources, options });
+        Ok(())
+    }
+
+    fn add_view(&mut self, ident: &Ident, options: &[OptionValue], query: &Query) -> Result<(), QueryError> {
+        for option in options {
+            match (name_of(&option.key).as_str(), option.value.as_str()) {
+                ("emit", "final") => {}
+                ("emit", other) => {
+                    return Err(QueryError::at(option.span, format!("emit = '{other}' is not supported"))
+                        .with_hint("views emit 'final' rows, once per window"));
+                }
+                (key, _) => return Err(QueryError::at(option.span, format!("unknown view option `{key}`")).suggesting(key, ["emit"])),
+            }
+        }
+        let select = plain_select(query)?;
+        refuse_clauses(select, true)?;
+        let (function, args) = table_function(select)?;
+        let upper = function.value.to_uppercase();
+        if !WINDOW_FUNCTIONS.contains(&upper.as_str()) {
+            return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
+                .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
+        }
+        let positional: Vec<&Expr> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                other => Err(QueryError::at(other.span(), "TUMBLE takes (stream, event_time, INTERVAL ...)")),
+            })
+            .collect::<Result<_, _>>()?;
+        let [Expr::Identifier(stream), Expr::Identifier(time_column), size] = positional.as_slice() else {
+            return Err(QueryError::at(function.span, "TUMBLE takes (stream, event_time, INTERVAL ...)")
+                .with_hint("e.g. TUMBLE(detections, event_time, INTERVAL '10' SECOND)"));
+        };
+        let input = self.resolve(stream, &[Relation::Stream], "stream")?;
+        if name_of(time_column) != "event_time" {
+            return Err(QueryError::at(time_column.span, format!("windows are over `event_time`, not `{}`", time_column.value)));
+        }
+        let size_ms = interval_ms(size)?;
+        let group_by = self.group_by(select)?;
+        let columns = view_columns(select, &group_by)?;
+        let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
+        let name = self.declare(ident, Relation::View)?;
+        self.plan.views.push(ViewSpec { name, input, window: WindowSpec::Tumble { size_ms }, group_by, columns });
+        Ok(())
+    }
+
+    fn group_by(&self, select: &Select) -> Result<Vec<GroupKey>, QueryError> {
+        let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
+            return Err(QueryError::at(select.span(), "GROUP BY ALL is not supported; name the columns"));
+        };
+        let mut keys = Vec::new();
+        for expr in exprs {
+            let Expr::Identifier(ident) = expr else {
+                return Err(QueryError::at(expr.span(), format!("GROUP BY takes column names, found `{expr}`")));
+            };
+            keys.push(GroupKey::from_ident(ident)?);
+        }
+        if !keys.iter().any(|k| k.detection.is_none()) {
+            return Err(QueryError::at(select.span(), "a windowed view must GROUP BY window_start or window_end")
+                .with_hint("add `window_start, window_end` to GROUP BY"));
+        }
+        Ok(keys)
+    }
+
+    /// Adds a default dead-letter file beside the job's first FILE sink,
+    /// unless the job names its own.
+    fn finish(mut self) -> Result<JobPlan, QueryError> {
+        let has_dead_letter = self.plan.sinks.iter().any(|s| s.input == DEAD_LETTER);
+        let first_file = self.plan.sinks.iter().find(|s| s.kind == "file").and_then(|s| s.location.clone());
+        if let (false, Some(location)) = (has_dead_letter, first_file) {
+            let folder = Path::new(&location).parent().unwrap_or(Path::new(""));
+            self.plan.sinks.push(SinkSpec {
+                name: DEAD_LETTER.to_owned(),
+                input: DEAD_LETTER.to_owned(),
+                kind: "file".to_owned(),
+                location: Some(folder.join("dead_letter.jsonl").display().to_string()),
+                options: BTreeMap::new(),
+            });
+        }
+        if self.plan.sources.is_empty() {
+            return Err(QueryError { line: 0, column: 0, message: "the job has no CREATE SOURCE".into(), hint: None });
+        }
+        Ok(self.plan)
+    }
+}
+
+/// A GROUP BY column: a detection column or a window bound.
+#[derive(Clone, Debug)]
+struct GroupKey {
+    name: String,
+    detection: Option<DetectionColumn>,
+}
+
+const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
+
+fn known_columns() -> impl Iterator<Item = &'static str> {
+    DetectionColumn::ALL.iter().map(|(n, _)| *n).chain(WINDOW_COLUMNS)
+}
+
+impl GroupKey {
+    fn from_ident(ident: &Ident) -> Result<GroupKey, QueryError> {
+        let name = name_of(ident);
+        if WINDOW_COLUMNS.contains(&name.as_str()) {
+            return Ok(GroupKey { name, detection: None });
+        }
+        match DetectionColumn::from_name(&name) {
+            Some(column) => Ok(GroupKey { name, detection: Some(column) }),
+            None => Err(QueryError::at(ident.span, format!("cannot group by `{name}`")).suggesting(&name, known_columns())),
+        }
+    }
+}
+
+fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn>, QueryError> {
+    let mut columns = Vec::new();
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(expr) => (expr, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(name_of(alias))),
+            other => return Err(QueryError::at(other.span(), format!("a view lists its columns; `{other}` is not supported here"))),
+        };
+        let column = match expr {
+            Expr::Identifier(ident) => {
+                let name = name_of(ident);
+                let Some(key) = group_by.iter().find(|k| k.name == name) else {
+                    let known = known_columns().collect::<Vec<_>>();
+                    let error = if known.contains(&name.as_str()) {
+                        QueryError::at(ident.span, format!("`{name}` must appear in GROUP BY to be selected"))
+                    } else {
+                        QueryError::at(ident.span, format!("unknown column `{name}`")).suggesting(&name, known)
+                    };
+                    return Err(error);
+                };
+                let name = alias.unwrap_or(name);
+                match (key.detection, key.name.as_str()) {
+                    (Some(column), _) => ViewColumn::Key { name, column },
+                    (None, "window_start") => ViewColumn::WindowStart { name },
+                    (None, _) => ViewColumn::WindowEnd { name },
+                }
+            }
+            Expr::Function(function) => {
+                let fname = function.name.to_string().to_lowercase();
+                if fname != "count" {
+                    return Err(QueryError::at(function.name.span(), format!("aggregate `{fname}` is not supported yet"))
+                        .with_hint("views count detections: count(*)"));
+                }
+                let counts_rows = match &function.args {
+                    FunctionArguments::List(list) => {
+                        list.duplicate_treatment.is_none()
+                            && matches!(list.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)])
+                    }
+                    _ => false,
+                };
+                if !counts_rows {
+                    return Err(QueryError::at(function.span(), format!("`{function}` is not supported yet")).with_hint("use count(*)"));
+                }
+                ViewColumn::Count { name: alias.unwrap_or_else(|| "count".to_owned()) }
+            }
+            other => {
+                return Err(QueryError::at(other.span(), format!("expression `{other}` is not supported in a view yet"))
+                    .with_hint("select GROUP BY columns and count(*)"));
+            }
+        };
+        if columns.iter().any(|c: &ViewColumn| c.name() == column.name()) {
+            return Err(QueryError::at(item.span(), format!("column `{}` appears twice", column.name())));
+        }
+        columns.push(column);
+    }
+    Ok(columns)
+}
+
+/// The one SELECT of a query, without set operations, ORDER BY or LIMIT.
+fn plain_select(query: &Query) -> Result<&Select, QueryError> {
+    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return Err(QueryError::at(query.span(), "WITH, ORDER BY and LIMIT have no meaning on a stream"));
+    }
+    match query.body.as_ref() {
+        SetExpr::Select(select) => Ok(select),
+        other => Err(QueryError::at(other.span(), "expected a single SELECT")),
+    }
+}
+
+/// Refuses the clauses this part of the dialect does not run yet, rather
+/// than ignoring them.
+fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
+    if let Some(selection) = &select.selection {
+        return Err(QueryError::at(selection.span(), "WHERE is not supported yet")
+            .with_hint("filter with the operator's arguments, e.g. min_confidence => 0.5"));
+    }
+    if let Some(having) = &select.having {
+        return Err(QueryError::at(having.span(), "HAVING is not supported yet"));
+    }
+    if select.distinct.is_some() {
+        return Err(QueryError::at(select.span(), "SELECT DISTINCT is not supported"));
+    }
+    if !grouped {
+        if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+            if let Some(first) = exprs.first() {
+                return Err(QueryError::at(first.span(), "a stream cannot GROUP BY").with_hint("aggregate in a CREATE VIEW over a window"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table function a SELECT reads from: its name and arguments.
+fn table_function(select: &Select) -> Result<(&Ident, &TableFunctionArgs), QueryError> {
+    let [from] = select.from.as_slice() else {
+        return Err(QueryError::at(select.span(), "expected FROM with exactly one table function"));
+    };
+    if let Some(join) = from.joins.first() {
+        return Err(QueryError::at(join.relation.span(), "joins are not supported"));
+    }
+    match &from.relation {
+        TableFactor::Table { name, args: Some(args), .. } if name.0.len() == 1 => {
+            let ident = name.0[0].as_ident().ok_or_else(|| QueryError::at(name.span(), "expected a function name"))?;
+            Ok((ident, args))
+        }
+        other => Err(QueryError::at(other.span(), format!("expected a table function such as DETECT(...) or TUMBLE(...), found `{other}`"))),
+    }
+}
+
+/// `INTERVAL '10' SECOND`, `INTERVAL '1' MINUTE`, `INTERVAL '10 seconds'`.
+fn interval_ms(expr: &Expr) -> Result<Millis, QueryError> {
+    let Expr::Interval(interval) = expr else {
+        return Err(QueryError::at(expr.span(), format!("expected an INTERVAL, found `{expr}`")).with_hint("e.g. INTERVAL '10' SECOND"));
+    };
+    let text = literal_text(&interval.value)?;
+    let unit_ms: Option<Millis> = match &interval.leading_field {
+        None => None,
+        Some(DateTimeField::Millisecond | DateTimeField::Milliseconds) => Some(1),
+        Some(DateTimeField::Second | DateTimeField::Seconds) => Some(1_000),
+        Some(DateTimeField::Minute | DateTimeField::Minutes) => Some(60_000),
+        Some(DateTimeField::Hour | DateTimeField::Hours) => Some(3_600_000),
+        Some(DateTimeField::Day | DateTimeField::Days) => Some(86_400_000),
+        Some(other) => return Err(QueryError::at(expr.span(), format!("windows cannot be sized in {other}"))),
+    };
+    let ms = match unit_ms {
+        Some(unit) => text.trim().parse::<f64>().ok().map(|n| (n * unit as f64).round() as Millis),
+        None => humantime::parse_duration(text.trim()).ok().map(|d| d.as_millis() as Millis),
+    };
+    match ms {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(QueryError::at(expr.span(), format!("`{expr}` is not a positive interval"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUICKSTART: &str = "
+        CREATE SOURCE cams FROM DIRECTORY 'data/frames' WITH (lateness = '2s', late = 'drop', watch = false);
+        CREATE STREAM detections AS SELECT * FROM DETECT(cams, model => 'objects', min_confidence => 0.3);
+        CREATE VIEW counts AS
+          SELECT source_id, label, window_start, window_end, count(*) AS n
+          FROM TUMBLE(detections, event_time, INTERVAL '10' SECOND)
+          GROUP BY source_id, label, window_start, window_end;
+        CREATE SINK out FROM counts INTO FILE 'out/counts.jsonl';
+        CREATE SINK dets FROM detections INTO FILE 'out/detections.jsonl';";
+
+    #[test]
+    fn plans_the_quickstart() {
+        let plan = plan_job(QUICKSTART).unwrap();
+        let source = &plan.sources[0];
+        assert_eq!((source.kind.as_str(), source.lateness_ms, source.late), ("directory", 2_000, LatePolicy::Drop));
+        assert_eq!(source.options.get("watch").map(String::as_str), Some("false"));
+        assert_eq!(plan.streams[0].options.get("min_confidence").map(String::as_str), Some("0.3"));
+        let view = &plan.views[0];
+        assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
+        assert_eq!(view.group_by, [DetectionColumn::SourceId, DetectionColumn::Label]);
+        assert_eq!(view.columns.last(), Some(&ViewColumn::Count { name: "n".into() }));
+        let dead_letter = plan.sinks.iter().find(|s| s.input == DEAD_LETTER).unwrap();
+        assert_eq!(dead_letter.location.as_deref(), Some("out/dead_letter.jsonl"));
+    }
+
+    fn error(sql: &str) -> String {
+        plan_job(sql).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_get_locations_and_hints() {
+        let base = "CREATE SOURCE cams FROM DIRECTORY 'd';\n";
+        assert_eq!(
+            error(&format!("{base}CREATE STREAM s AS SELECT * FROM DETECT(camz);")),
+            "line 2, column 41: unknown source `camz` (hint: did you mean `cams`?)"
+        );
+        assert_eq!(
+            error(&format!("{base}CREATE STREAM s AS SELECT * FROM DETEKT(cams);")),
+            "line 2, column 34: unknown vision function `DETEKT` (hint: did you mean `DETECT`?)"
+        );
+        let view = "CREATE STREAM s AS SELECT * FROM DETECT(cams);\nCREATE VIEW v AS SELECT lable, count(*) FROM TUMBLE(s, event_time, INTERVAL '1' MINUTE) GROUP BY lable, window_start;";
+        assert_eq!(
+            error(&format!("{base}{view}")),
+            "line 3, column 98: cannot group by `lable` (hint: did you mean `label`?)"
+        );
+        assert!(error(&format!("{base}CREATE SOURCE cams FROM DIRECTORY 'e';")).contains("already defined at line 1"));
+        assert!(error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'admit');").contains("hint: use 'dead_letter' or 'drop'"));
+    }
+}
