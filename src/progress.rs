@@ -1,0 +1,106 @@
+//! Progress while a job runs: a status line redrawn in place on a terminal,
+//! plain log lines otherwise, and a summary at the end.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use engine::metrics::{Metrics, MetricsSnapshot};
+use engine::runtime::RunSummary;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Lines,
+    None,
+}
+
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn frames_done(s: &MetricsSnapshot) -> u64 {
+    s.frames_processed + s.frames_rejected + s.frames_late
+}
+
+fn status(s: &MetricsSnapshot, rate: f64) -> String {
+    format!(
+        "{rate:.1} frames/s | {} done, {} in flight | {} detections | {} windows closed | {} rejected, {} late",
+        frames_done(s),
+        s.frames_in_flight.max(0),
+        s.detections,
+        s.windows_closed,
+        s.frames_rejected,
+        s.frames_late
+    )
+}
+
+impl Reporter {
+    pub fn start(mode: Mode, metrics: Arc<Metrics>) -> Reporter {
+        let terminal = std::io::stderr().is_terminal();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = match mode {
+            Mode::None => None,
+            Mode::Auto | Mode::Lines => {
+                let in_place = mode == Mode::Auto && terminal;
+                let period = if in_place { Duration::from_millis(500) } else { Duration::from_secs(5) };
+                let stop = stop.clone();
+                Some(std::thread::spawn(move || report(&metrics, &stop, in_place, period)))
+            }
+        };
+        Reporter { stop, thread }
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn report(metrics: &Metrics, stop: &AtomicBool, in_place: bool, period: Duration) {
+    let mut last = (Instant::now(), 0u64);
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        // Short sleeps so stopping is prompt; a report only every period.
+        std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() < next {
+            continue;
+        }
+        next += period;
+        let snapshot = metrics.snapshot();
+        let done = frames_done(&snapshot);
+        let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
+        last = (Instant::now(), done);
+        let mut err = std::io::stderr().lock();
+        if in_place {
+            let _ = write!(err, "\r\x1b[2K{}", status(&snapshot, rate));
+        } else {
+            let _ = writeln!(err, "frameflow: {}", status(&snapshot, rate));
+        }
+        let _ = err.flush();
+    }
+    if in_place {
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
+}
+
+/// The line a finished job ends with.
+pub fn summary_line(summary: &RunSummary) -> String {
+    let s = &summary.metrics;
+    let seconds = summary.elapsed.as_secs_f64();
+    format!(
+        "frameflow: done in {seconds:.1} s: {} frames ({} processed, {} rejected, {} late), {} detections, {} windows; {:.1} frames/s",
+        s.frames_admitted,
+        s.frames_processed,
+        s.frames_rejected,
+        s.frames_late,
+        s.detections,
+        s.windows_closed,
+        frames_done(s) as f64 / seconds.max(1e-9)
+    )
+}
