@@ -70,6 +70,11 @@ impl Decoder for FrameDecoder {
         limits.max_alloc = Some(self.limits.max_pixels.saturating_mul(4));
         match image::guess_format(bytes) {
             Ok(ImageFormat::Jpeg) => {
+                // The JPEG decoder fills a cut-off image with grey rather than
+                // failing, so a partial upload would pass as a frame.
+                if !has_jpeg_end(bytes) {
+                    return Err("corrupt JPEG: truncated (no end-of-image marker)".to_owned());
+                }
                 let mut decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| format!("corrupt JPEG: {e}"))?;
                 decoder.set_limits(limits).map_err(|e| format!("JPEG over the decode limits: {e}"))?;
                 self.decode_with(decoder)
@@ -85,6 +90,13 @@ impl Decoder for FrameDecoder {
             }
         }
     }
+}
+
+/// Whether a JPEG's end-of-image marker is near its end: some cameras pad
+/// or append a little after it, so the last 4 KiB are searched.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xff, 0xd9])
 }
 
 #[cfg(test)]
@@ -129,6 +141,12 @@ mod tests {
         truncated.truncate(truncated.len() / 2);
         assert!(decoder.decode(&frame(truncated)).unwrap_err().contains("corrupt"));
         assert!(decoder.decode(&frame(b"GIF89a....".to_vec())).unwrap_err().starts_with("not a JPEG or PNG"));
+        let mut jpeg = Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])).write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+        let jpeg = jpeg.into_inner();
+        assert!(decoder.decode(&frame(jpeg.clone())).is_ok());
+        let cut = jpeg[..jpeg.len() - 40].to_vec();
+        assert_eq!(decoder.decode(&frame(cut)).unwrap_err(), "corrupt JPEG: truncated (no end-of-image marker)");
     }
 
     #[test]

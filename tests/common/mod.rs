@@ -1,0 +1,66 @@
+//! What the end-to-end tests share: where the set-up put things, running
+//! the real binary, reading JSONL, and the Python references.
+//!
+//! The tests need the set-up's assets (`scripts/setup.sh`); without them
+//! they fail with that instruction rather than pass vacuously.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn assets() -> PathBuf {
+    let dir = std::env::var_os("FRAMEFLOW_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo().join("assets"));
+    assert!(dir.join("models/objects.json").is_file(), "no model under {}: run scripts/setup.sh first", dir.display());
+    dir
+}
+
+/// The quickstart frames of one camera, in capture order.
+pub fn camera_frames(camera: &str) -> Vec<PathBuf> {
+    let root = std::env::var_os("FRAMEFLOW_FRAMES").map(PathBuf::from).unwrap_or_else(|| repo().join("data/frames"));
+    let mut frames: Vec<PathBuf> = std::fs::read_dir(root.join(camera))
+        .unwrap_or_else(|e| panic!("no frames for {camera} under {}: {e}; run scripts/setup.sh", root.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    frames.sort();
+    frames
+}
+
+/// The Python of the set-up's venv, with numpy, OpenCV, ONNX Runtime and
+/// DuckDB.
+pub fn python() -> PathBuf {
+    let python = assets().join("venv/bin/python");
+    assert!(python.is_file(), "no venv at {}: run scripts/setup.sh first", python.display());
+    python
+}
+
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let output = Command::new(python()).arg(repo().join(script)).args(args).output().expect("python runs");
+    assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// Runs `frameflow run JOB` in `dir` with the repo's assets.
+pub fn run_job(dir: &Path, job: &str, extra: &[&str]) -> Output {
+    std::fs::write(dir.join("job.sql"), job).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_frameflow"))
+        .current_dir(dir)
+        .args(["run", "job.sql", "--progress", "none"])
+        .args(extra)
+        .env("FRAMEFLOW_ASSETS", assets())
+        .output()
+        .expect("frameflow runs")
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,87 @@
+//! The binary on real frames: detections and window counts are written,
+//! bad files are dead-lettered with reasons while the rest go through, and
+//! a bad job starts nothing.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+const JOB: &str = "
+CREATE SOURCE cams FROM DIRECTORY 'frames';
+CREATE STREAM detections AS SELECT * FROM DETECT(cams, model => 'objects', min_confidence => 0.3);
+CREATE VIEW counts AS
+  SELECT source_id, label, window_start, window_end, count(*) AS n
+  FROM TUMBLE(detections, event_time, INTERVAL '1' SECOND)
+  GROUP BY source_id, label, window_start, window_end;
+CREATE SINK d FROM detections INTO FILE 'out/detections.jsonl';
+CREATE SINK c FROM counts INTO FILE 'out/counts.jsonl';
+";
+
+/// Ten real frames per camera, named by event time, plus in `cam1` a
+/// truncated JPEG and an empty file.
+fn make_frames(root: &Path) {
+    for (camera, from) in [("cam1", "market-a"), ("cam2", "market-b")] {
+        let dir = root.join("frames").join(camera);
+        fs::create_dir_all(&dir).unwrap();
+        for (i, frame) in common::camera_frames(from).iter().take(10).enumerate() {
+            fs::copy(frame, dir.join(format!("{}.jpg", 1_767_225_600_000 + i as u64 * 200))).unwrap();
+        }
+    }
+    let real = fs::read(&common::camera_frames("market-a")[20]).unwrap();
+    fs::write(root.join("frames/cam1/1767225602000.jpg"), &real[..real.len() / 3]).unwrap();
+    fs::write(root.join("frames/cam1/1767225602200.jpg"), b"").unwrap();
+}
+
+#[test]
+fn corrupt_and_empty_frames_are_dead_lettered_and_the_rest_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    make_frames(dir.path());
+    let output = common::run_job(dir.path(), JOB, &["--workers", "2"]);
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("22 frames (20 processed, 2 rejected, 0 late)"), "{stderr}");
+
+    let out = dir.path().join("out");
+    let detections = common::read_jsonl(&out.join("detections.jsonl"));
+    let frames: std::collections::BTreeSet<_> = detections.iter().map(|d| d["frame_id"].as_str().unwrap().to_owned()).collect();
+    assert!(frames.len() >= 15, "most street frames have people in them: {} frames with detections", frames.len());
+    assert!(detections.iter().any(|d| d["label"] == "person"));
+    for d in &detections {
+        for key in ["frame_id", "tenant", "source_id", "event_time", "operator", "label", "confidence", "x", "y", "w", "h"] {
+            assert!(!d[key].is_null(), "detection without {key}: {d}");
+        }
+    }
+    let counts = common::read_jsonl(&out.join("counts.jsonl"));
+    let total: i64 = counts.iter().map(|c| c["n"].as_i64().unwrap()).sum();
+    assert_eq!(total, detections.len() as i64, "every detection is counted in exactly one window");
+
+    let mut dead: Vec<(String, String)> = common::read_jsonl(&out.join("dead_letter.jsonl"))
+        .iter()
+        .map(|r| (r["outcome"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    dead.sort();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead.iter().all(|(outcome, _)| outcome == "rejected"));
+    assert!(dead[0].1.contains("corrupt"), "{dead:?}");
+    assert_eq!(dead[1].1, "file is empty");
+}
+
+#[test]
+fn a_job_with_a_mistake_says_where_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    make_frames(dir.path());
+    let typo = JOB.replace("DETECT(cams", "DETECT(camz");
+    let output = common::run_job(dir.path(), &typo, &[]);
+    let stderr = common::stderr(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("job.sql:3:50: unknown source `camz` (hint: did you mean `cams`?)"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "outputs were created by a job that did not start");
+
+    let no_model = JOB.replace("'objects'", "'objets'");
+    let output = common::run_job(dir.path(), &no_model, &[]);
+    let stderr = common::stderr(&output);
+    assert!(!output.status.success());
+    assert!(stderr.contains("model `objets` not found") && stderr.contains("known models: objects"), "{stderr}");
+    assert!(!dir.path().join("out").exists());
+}
