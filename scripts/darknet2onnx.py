@@ -152,8 +152,13 @@ def convert(cfg_path, weights_path):
 
     graph = helper.make_graph(
         nodes, "yolov3-tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, height, width])],
-        [helper.make_tensor_value_info(hd["output"], TensorProto.FLOAT, ["N"] + hd["shape"]) for hd in heads],
+        # Height and width are dynamic: the network is fully convolutional, so a
+        # frame may be letterboxed to any multiple of the largest stride
+        # ("rectangular" inference: less grey padding, less compute).
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", channels, "H", "W"])],
+        [helper.make_tensor_value_info(hd["output"], TensorProto.FLOAT,
+                                       ["N", hd["shape"][0], f"{hd['output']}_h", f"{hd['output']}_w"])
+         for hd in heads],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="frameflow-darknet2onnx")
@@ -176,7 +181,8 @@ def main():
     onnx.save(model, os.path.join(out_dir, "yolov3-tiny.onnx"))
     manifest = {
         "name": "objects", "architecture": "yolov3", "onnx": "yolov3-tiny.onnx",
-        "input": {"name": "images", "width": width, "height": height, "letterbox_fill": 0.5},
+        "input": {"name": "images", "width": width, "height": height, "letterbox_fill": 0.5,
+                  "size_multiple": max(hd["stride"] for hd in heads)},
         "labels": labels,
         "heads": [{k: hd[k] for k in ("output", "stride", "anchors")} for hd in heads],
     }

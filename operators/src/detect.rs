@@ -22,7 +22,7 @@ use crate::letterbox::Letterbox;
 use crate::onnx::ModelStore;
 use crate::yolo::{decode_head, nms_per_class, ModelCard};
 
-const OPTIONS: [&str; 4] = ["model", "min_confidence", "nms_iou", "threads"];
+const OPTIONS: [&str; 5] = ["model", "min_confidence", "nms_iou", "threads", "letterbox"];
 
 /// The registry entry for `DETECT`.
 #[derive(Debug)]
@@ -42,6 +42,10 @@ pub struct DetectConfig {
     pub min_confidence: f32,
     pub nms_iou: f32,
     pub threads: usize,
+    /// Letterbox frames only to the model's size multiple where it allows
+    /// that (`letterbox => 'rect'`, the default), or always to its full
+    /// square input (`letterbox => 'square'`, as Darknet does).
+    pub rectangular: bool,
 }
 
 fn parse_fraction(options: &Options, name: &str, default: f32) -> Result<f32, String> {
@@ -66,6 +70,11 @@ impl OperatorFactory for DetectFactory {
             threads: match options.get("threads") {
                 None => 1,
                 Some(t) => t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?,
+            },
+            rectangular: match options.get("letterbox").map(String::as_str) {
+                None | Some("rect") => true,
+                Some("square") => false,
+                Some(other) => return Err(format!("letterbox = '{other}' is not 'rect' or 'square'")),
             },
         };
         Ok(Arc::new(PreparedDetect::load(&self.store, model, config)?))
@@ -124,8 +133,7 @@ impl PreparedDetect {
             Some(session) => session,
             None => self.store.session(&self.onnx, self.config.threads)?,
         };
-        let input = vec![0.0; 3 * (self.card.input.width * self.card.input.height) as usize];
-        Ok(Detector { session, card: self.card.clone(), config: self.config.clone(), input, operator: "detect".into() })
+        Ok(Detector { session, card: self.card.clone(), config: self.config.clone(), input: Vec::new(), operator: "detect".into() })
     }
 }
 
@@ -160,9 +168,11 @@ impl Detector {
     /// Boxes found in `frame`, before they are made detection rows.
     pub fn detect(&mut self, pixels: &engine::model::Pixels) -> Result<Vec<crate::yolo::Candidate>, String> {
         let spec = &self.card.input;
-        let letterbox = Letterbox::new(pixels.width, pixels.height, spec.width, spec.height);
+        let multiple = spec.size_multiple.filter(|_| self.config.rectangular);
+        let letterbox = Letterbox::fit(pixels.width, pixels.height, spec.width, spec.height, multiple);
+        self.input.resize(3 * (letterbox.net_w * letterbox.net_h) as usize, 0.0);
         letterbox.fill_chw(pixels, spec.letterbox_fill, &mut self.input);
-        let shape = [1usize, 3, spec.height as usize, spec.width as usize];
+        let shape = [1usize, 3, letterbox.net_h as usize, letterbox.net_w as usize];
         let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(|e| format!("bad input tensor: {e}"))?;
         let outputs = self
             .session

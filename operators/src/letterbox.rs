@@ -1,6 +1,10 @@
 //! Darknet's letterbox: scale the frame to fit the network input keeping its
 //! aspect ratio, centre it, and fill the rest with grey.
 //!
+//! In *rectangular* mode the input is only as large as the scaled frame
+//! rounded up to the network's stride multiple: a 640×360 frame becomes
+//! 416×256 instead of 416×416, and inference does 38% less work on grey.
+//!
 //! Sizes follow Darknet's integer arithmetic and the resize is bilinear with
 //! OpenCV's `INTER_LINEAR` pixel-centre convention, so frameflow feeds the
 //! model the same tensor as the usual Python pipeline.
@@ -49,12 +53,23 @@ fn taps(src: u32, dst: u32) -> Vec<Tap> {
 }
 
 impl Letterbox {
+    /// A square letterbox into `net_w` × `net_h`, as Darknet does it.
     pub fn new(src_w: u32, src_h: u32, net_w: u32, net_h: u32) -> Letterbox {
+        Self::fit(src_w, src_h, net_w, net_h, None)
+    }
+
+    /// Fits the frame into `net_w` × `net_h`; with `multiple`, the input
+    /// shrinks to the scaled frame rounded up to that multiple.
+    pub fn fit(src_w: u32, src_h: u32, net_w: u32, net_h: u32, multiple: Option<u32>) -> Letterbox {
         // Darknet compares net/src ratios and keeps integer sizes.
         let (new_w, new_h) = if (net_w as f32 / src_w as f32) < (net_h as f32 / src_h as f32) {
             (net_w, (src_h * net_w / src_w).max(1))
         } else {
             ((src_w * net_h / src_h).max(1), net_h)
+        };
+        let (net_w, net_h) = match multiple {
+            Some(m) if m > 0 => (new_w.div_ceil(m).saturating_mul(m).min(net_w), new_h.div_ceil(m).saturating_mul(m).min(net_h)),
+            _ => (net_w, net_h),
         };
         Letterbox { src_w, src_h, net_w, net_h, new_w, new_h, dx: (net_w - new_w) / 2, dy: (net_h - new_h) / 2 }
     }
@@ -108,6 +123,14 @@ mod tests {
     fn wide_frames_fill_the_width_and_centre_vertically() {
         let lb = Letterbox::new(640, 360, 416, 416);
         assert_eq!((lb.new_w, lb.new_h, lb.dx, lb.dy), (416, 234, 0, 91));
+    }
+
+    #[test]
+    fn rectangular_mode_pads_only_to_the_stride_multiple() {
+        let lb = Letterbox::fit(640, 360, 416, 416, Some(32));
+        assert_eq!((lb.net_w, lb.net_h, lb.new_h, lb.dy), (416, 256, 234, 11));
+        let tall = Letterbox::fit(360, 640, 416, 416, Some(32));
+        assert_eq!((tall.net_w, tall.net_h, tall.dx), (256, 416, 11));
     }
 
     #[test]

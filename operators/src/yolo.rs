@@ -26,6 +26,10 @@ pub struct InputSpec {
     pub width: u32,
     pub height: u32,
     pub letterbox_fill: f32,
+    /// When set, the model takes any input size that is a multiple of this
+    /// (rectangular letterbox); otherwise only `width` × `height`.
+    #[serde(default)]
+    pub size_multiple: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -10,13 +10,16 @@ Written independently of the Rust code (numpy + OpenCV + ONNX Runtime) so the tw
 can disagree; the semantics are darknet's and must stay in step with the Rust side:
   1. decode: cv2.imread (BGR) -> RGB.
   2. letterbox: darknet sizing (integer division), cv2.resize INTER_LINEAR, centred on
-     a canvas filled with the manifest's letterbox_fill (0.5), values /255, NCHW float32.
+     a canvas filled with the manifest's letterbox_fill (0.5), values /255, NCHW float32;
+     with --letterbox rect the canvas is the resized image rounded up to the manifest's
+     size_multiple instead of the full square.
   3. heads: [255,G,G] -> [3,85,G,G]; box centre (c + sig(tx))/G*416, size exp(tw)*anchor;
      score = sig(obj) * sig(class); one candidate per class with score >= min_confidence.
   4. map back to original pixels (undo offset, divide by new_w/W and new_h/H), convert to
      top-left, clip to the image; candidates left with no area are dropped.
   5. NMS per label on the clipped boxes: stable sort by score desc (ties keep decode order:
      head, anchor, row, col), drop a box whose IoU with a kept one is > nms_iou.
+  Box centres are (c + sig(tx))/G * net side, where net side is the canvas actually fed.
   6. output sorted by (label, -confidence), stable.
 """
 import argparse
@@ -52,9 +55,11 @@ def read_rgb(path):
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def letterbox(rgb, net_w, net_h, fill):
+def letterbox(rgb, net_w, net_h, fill, multiple=None):
     """Darknet's letterbox_image: integer sizing, so the Rust side can match it pixel for pixel.
 
+    With `multiple` (rectangular mode) the canvas shrinks to the resized image rounded up
+    to that multiple, e.g. 416x256 for a 640x360 frame.
     Returns (tensor [1,3,net_h,net_w] float32, (new_w, new_h, dx, dy)).
     """
     h, w = rgb.shape[:2]
@@ -62,6 +67,9 @@ def letterbox(rgb, net_w, net_h, fill):
         new_w, new_h = net_w, (h * net_w) // w
     else:
         new_w, new_h = (w * net_h) // h, net_h
+    if multiple:
+        net_w = min(net_w, -(-new_w // multiple) * multiple)
+        net_h = min(net_h, -(-new_h // multiple) * multiple)
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.full((net_h, net_w, 3), fill, np.float32)
     dx, dy = (net_w - new_w) // 2, (net_h - new_h) // 2
@@ -73,9 +81,8 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def decode_heads(outputs, manifest, min_confidence):
+def decode_heads(outputs, manifest, min_confidence, net_w, net_h):
     """Darknet-style candidates in letterboxed-input pixels: (cx, cy, w, h, class, score) arrays."""
-    net_w, net_h = manifest["input"]["width"], manifest["input"]["height"]
     n_cls = len(manifest["labels"])
     boxes, classes, scores = [], [], []
     for head, out in zip(manifest["heads"], outputs):
@@ -133,17 +140,21 @@ def nms(boxes, classes, scores, nms_iou):
     return keep
 
 
-def detect(session, manifest, rgb, min_confidence=0.3, nms_iou=0.45):
-    """Full pipeline on one RGB image; returns detections sorted by (label, -confidence)."""
+def detect(session, manifest, rgb, min_confidence=0.3, nms_iou=0.45, rect=False):
+    """Full pipeline on one RGB image; returns detections sorted by (label, -confidence).
+
+    rect: letterbox only to the model's size multiple (rectangular inference)."""
     inp = manifest["input"]
     height, width = rgb.shape[:2]
-    tensor, info = letterbox(rgb, inp["width"], inp["height"], inp["letterbox_fill"])
+    multiple = inp.get("size_multiple") if rect else None
+    tensor, info = letterbox(rgb, inp["width"], inp["height"], inp["letterbox_fill"], multiple)
     outputs = session.run([h["output"] for h in manifest["heads"]], {inp["name"]: tensor})
-    return postprocess([o[0] for o in outputs], manifest, info, width, height, min_confidence, nms_iou)
+    net_h, net_w = tensor.shape[2:]
+    return postprocess([o[0] for o in outputs], manifest, info, width, height, min_confidence, nms_iou, net_w, net_h)
 
 
-def postprocess(outputs, manifest, info, width, height, min_confidence=0.3, nms_iou=0.45):
-    boxes, classes, scores = decode_heads(outputs, manifest, min_confidence)
+def postprocess(outputs, manifest, info, width, height, min_confidence, nms_iou, net_w, net_h):
+    boxes, classes, scores = decode_heads(outputs, manifest, min_confidence, net_w, net_h)
     boxes = to_image_boxes(boxes, info, width, height)
     ok = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
     boxes, classes, scores = boxes[ok], classes[ok], scores[ok]
@@ -161,12 +172,13 @@ def main():
     ap.add_argument("images", nargs="+")
     ap.add_argument("--min-confidence", type=float, default=0.3)
     ap.add_argument("--nms-iou", type=float, default=0.45)
+    ap.add_argument("--letterbox", choices=["square", "rect"], default="square")
     args = ap.parse_args()
     manifest = load_manifest(args.models_dir)
     session = open_session(args.models_dir, manifest)
     for path in args.images:
         rgb = read_rgb(path)
-        dets = detect(session, manifest, rgb, args.min_confidence, args.nms_iou)
+        dets = detect(session, manifest, rgb, args.min_confidence, args.nms_iou, args.letterbox == "rect")
         for d in dets:
             d["confidence"] = round(d["confidence"], 5)
             for k in "xywh":
