@@ -1,15 +1,15 @@
 //! Builds one job's timely dataflow on one worker.
 //!
 //! ```text
-//!  source ─(UnorderedInput at watermark)─▶ Exchange(frame_id) ─▶ Decode ─┬─▶ vision op ─┬─▶ detections ─▶ views
+//!  source ─(UnorderedInput at watermark)─▶ Exchange(round-robin) ─▶ Decode ─┬─▶ vision op ─┬─▶ detections ─▶ views
 //!                                                                       │              └─▶ outcomes
 //!                                                                       └─▶ outcomes (rejected, late)
 //!  every sink: records ─▶ Exchange(→ worker 0) ─▶ Sink ─▶ probe
 //! ```
 //!
-//! Decode and detection are stateless per frame, so frames are spread over
-//! workers by `frame_id`: one busy camera still uses every core. Operators
-//! with per-camera state will exchange by `source_id` instead.
+//! Decode and detection are stateless per frame, so frames are dealt to
+//! workers round-robin per camera: one busy camera still uses every core.
+//! Operators with per-camera state will exchange by `source_id` instead.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,7 +64,9 @@ pub(crate) fn build<'scope>(
     for spec in &job.plan.sources {
         let ((handle, capability), frames) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Frame>>>();
         inputs.push(SourceInput { handle, capability: Some(capability) });
-        let frames = frames.exchange(|f: &Frame| stable_hash(&[f.frame_id.as_bytes()]));
+        // Consecutive frames of a camera go to consecutive workers: an even
+        // spread even for few frames, where hashing ids leaves some idle.
+        let frames = frames.exchange(|f: &Frame| stable_hash(&[f.source_id.as_bytes()]).wrapping_add(f.seq));
         let (ok, rejected) = decode(frames, job.clone(), spec.late);
         decoded.insert(&spec.name, ok);
         outcomes.push(rejected);
