@@ -4,7 +4,7 @@
 //!  source ─(UnorderedInput at watermark)─▶ Exchange(round-robin) ─▶ Decode ─┬─▶ vision op ─┬─▶ detections ─▶ views
 //!                                                                       │              └─▶ outcomes
 //!                                                                       └─▶ outcomes (rejected, late)
-//!  every sink: records ─▶ Exchange(→ worker 0) ─▶ Sink ─▶ probe
+//!  every sink: its input as records ─▶ Exchange(→ worker 0) ─▶ Sink ─▶ probe
 //! ```
 //!
 //! Decode and detection are stateless per frame, so frames are dealt to
@@ -24,7 +24,7 @@ use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::metrics::Metrics;
-use crate::model::{stable_hash, DecodedFrame, Frame, FrameOutcome, Outcome, Record};
+use crate::model::{stable_hash, DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record};
 use crate::plan::{JobPlan, LatePolicy, DEAD_LETTER, OUTCOMES};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
@@ -72,31 +72,35 @@ pub(crate) fn build<'scope>(
         outcomes.push(rejected);
     }
 
-    let mut records: HashMap<&str, StreamVec<'scope, Tick, Record>> = HashMap::new();
     let mut detections = HashMap::new();
+    let mut views = HashMap::new();
     for spec in &job.plan.streams {
         let input = scope.concatenate(spec.sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
         let operator = job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
-        let results = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
-        let found = results.clone().flat_map(|(found, _)| found);
-        outcomes.push(results.map(|(_, outcome)| outcome));
-        records.insert(&spec.name, found.clone().map(Record::Detection));
+        let (found, outcome) = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
+        outcomes.push(outcome);
         detections.insert(spec.name.as_str(), found);
     }
     for spec in &job.plan.views {
         let input = detections.get(spec.input.as_str()).ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
-        let rows = super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone());
-        records.insert(&spec.name, rows);
+        views.insert(spec.name.as_str(), super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone()));
     }
     let outcomes = scope.concatenate(outcomes);
     outcomes.clone().probe_with(probe);
-    records.insert(DEAD_LETTER, outcomes.clone().filter(|o: &FrameOutcome| o.is_dead_letter()).map(Record::Outcome));
-    records.insert(OUTCOMES, outcomes.map(Record::Outcome));
 
+    // Rows become records only where a sink reads them.
     for spec in &job.plan.sinks {
-        let input = records.get(spec.input.as_str()).ok_or_else(|| format!("sink `{}` reads unknown input `{}`", spec.name, spec.input))?;
+        let records = match spec.input.as_str() {
+            DEAD_LETTER => outcomes.clone().filter(|o: &FrameOutcome| o.is_dead_letter()).map(Record::Outcome),
+            OUTCOMES => outcomes.clone().map(Record::Outcome),
+            name => match (detections.get(name), views.get(name)) {
+                (Some(found), _) => found.clone().map(Record::Detection),
+                (None, Some(rows)) => rows.clone(),
+                (None, None) => return Err(format!("sink `{}` reads unknown input `{name}`", spec.name)),
+            },
+        };
         let sink = if worker == 0 { job.sinks.get(&spec.name).and_then(|slot| slot.lock().ok()?.take()) } else { None };
-        write_to_sink(input.clone(), &spec.name, sink, job.clone()).probe_with(probe);
+        write_to_sink(records, &spec.name, sink, job.clone()).probe_with(probe);
     }
     Ok(inputs)
 }
@@ -141,18 +145,16 @@ fn outcome(frame: &Frame, outcome: Outcome, stage: &str, reason: Option<String>,
     }
 }
 
-type OperatorResult = (Vec<crate::model::Detection>, FrameOutcome);
-
-/// Runs a vision operator on each frame. A failure or a panic costs that
-/// frame only.
+/// Runs a vision operator on each frame: its detections, and one outcome
+/// per frame. A failure or a panic costs that frame only.
 fn run_operator<'scope>(
     frames: StreamVec<'scope, Tick, DecodedFrame>,
     name: &str,
     mut operator: Box<dyn crate::registry::VisionOperator>,
     metrics: Arc<Metrics>,
-) -> StreamVec<'scope, Tick, OperatorResult> {
+) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
-    frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
+    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> = frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
         move |input, output| {
             input.for_each_stamp(|cap, data| {
                 let mut session = output.session(&cap);
@@ -161,23 +163,25 @@ fn run_operator<'scope>(
                         let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
                             .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
                         let frame = &decoded.frame;
-                        session.give(match result {
+                        match result {
                             Ok(found) => {
                                 Metrics::add(&metrics.frames_processed, 1);
                                 Metrics::add(&metrics.detections, found.len() as u64);
                                 let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
-                                (found, processed)
+                                session.give_iterator(found.into_iter().map(Ok));
+                                session.give(Err(processed));
                             }
                             Err(reason) => {
                                 Metrics::add(&metrics.frames_rejected, 1);
-                                (Vec::new(), outcome(frame, Outcome::Rejected, &stage, Some(reason), 0))
+                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                             }
-                        });
+                        }
                     }
                 }
             })
         }
-    })
+    });
+    results.ok_err(|result| result)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

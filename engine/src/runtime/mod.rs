@@ -220,14 +220,22 @@ fn drive(
             let done = match source.poll(room)? {
                 SourcePoll::Frames(frames) => {
                     admitted_any |= !frames.is_empty();
-                    for mut frame in frames {
+                    Metrics::add(&job.metrics.frames_admitted, frames.len() as u64);
+                    let mut handle = input.handle.activate();
+                    let mut frames = frames.into_iter().peekable();
+                    while let Some(mut frame) = frames.next() {
                         let tick = job.clock.tick_of(frame.event_time);
                         // A frame that breaks its source's promise is late.
                         frame.late |= tick < *capability.time();
                         let at = if frame.late { capability.clone() } else { capability.delayed(&tick) };
                         in_flight.admit(*at.time(), &job.metrics);
-                        Metrics::add(&job.metrics.frames_admitted, 1);
-                        input.handle.activate().session(&at).give(frame);
+                        let mut session = handle.session(&at);
+                        session.give(frame);
+                        // Frames of the same tick share one session.
+                        while let Some(next) = frames.next_if(|f| !f.late && job.clock.tick_of(f.event_time) == *at.time()) {
+                            in_flight.admit(*at.time(), &job.metrics);
+                            session.give(next);
+                        }
                     }
                     false
                 }
