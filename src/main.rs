@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use engine::metrics::Metrics;
 use engine::registry::Registry;
-use engine::runtime::{run, RunConfig};
+use engine::runtime::{RunConfig, run};
 use gpu::DeviceChoice;
 use operators::decode::{DecodeLimits, FrameDecoder};
 use operators::onnx::ModelStore;
@@ -88,7 +88,8 @@ fn main() -> ExitCode {
 }
 
 fn run_job(args: RunArgs) -> Result<()> {
-    let sql = std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
+    let sql =
+        std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
     let plan = queries::plan_job(&sql).map_err(|e| {
         let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
         anyhow::anyhow!("{}:{}:{}: {}{hint}", args.job.display(), e.line, e.column, e.message)
@@ -106,7 +107,8 @@ fn run_job(args: RunArgs) -> Result<()> {
     connectors::register(&mut registry);
     operators::register(&mut registry, &store);
 
-    let config = RunConfig { workers: args.workers.max(1), tick_ms: args.tick_ms, max_in_flight_frames: args.max_in_flight };
+    let config =
+        RunConfig { workers: args.workers.max(1), tick_ms: args.tick_ms, max_in_flight_frames: args.max_in_flight };
     let metrics = Arc::new(Metrics::default());
     let reporter = progress::Reporter::start(args.progress, metrics.clone());
     let result = run(plan, &registry, &config, metrics);

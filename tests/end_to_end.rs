@@ -2,6 +2,8 @@
 //! bad files are dead-lettered with reasons while the rest go through, and
 //! a bad job starts nothing.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
 mod common;
 
 use std::fs;
@@ -44,11 +46,14 @@ fn corrupt_and_empty_frames_are_dead_lettered_and_the_rest_processed() {
 
     let out = dir.path().join("out");
     let detections = common::read_jsonl(&out.join("detections.jsonl"));
-    let frames: std::collections::BTreeSet<_> = detections.iter().map(|d| d["frame_id"].as_str().unwrap().to_owned()).collect();
+    let frames: std::collections::BTreeSet<_> =
+        detections.iter().map(|d| d["frame_id"].as_str().unwrap().to_owned()).collect();
     assert!(frames.len() >= 15, "most street frames have people in them: {} frames with detections", frames.len());
     assert!(detections.iter().any(|d| d["label"] == "person"));
     for d in &detections {
-        for key in ["frame_id", "tenant", "source_id", "event_time", "operator", "label", "confidence", "x", "y", "w", "h"] {
+        for key in
+            ["frame_id", "tenant", "source_id", "event_time", "operator", "label", "confidence", "x", "y", "w", "h"]
+        {
             assert!(!d[key].is_null(), "detection without {key}: {d}");
         }
     }

@@ -10,6 +10,8 @@
 //! upsampling differ by a level or two per pixel, which moves the scores
 //! of small objects by a few hundredths.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
 mod common;
 
 use std::sync::Arc;
@@ -56,7 +58,10 @@ fn frameflow_detections(paths: &[String], rectangular: bool) -> Vec<Vec<Found>> 
             let pixels = decoder.decode(&frame).expect("decodes");
             let decoded = DecodedFrame { frame, pixels };
             let found = engine::registry::VisionOperator::process(&mut detector, &decoded).expect("detects");
-            found.into_iter().map(|d| Found { label: d.label.to_string(), confidence: d.confidence, bbox: [d.x, d.y, d.w, d.h] }).collect()
+            found
+                .into_iter()
+                .map(|d| Found { label: d.label.to_string(), confidence: d.confidence, bbox: [d.x, d.y, d.w, d.h] })
+                .collect()
         })
         .collect()
 }
@@ -161,6 +166,8 @@ fn compare_with_reference(rectangular: bool) {
 fn explains_unmatched(found: &Found, other_side: &[Found]) -> bool {
     found.confidence < MIN_CONFIDENCE + MARGIN
         || other_side.iter().any(|o| {
-            o.label == found.label && iou(&o.bbox, &found.bbox) > NMS_IOU && (o.confidence - found.confidence).abs() <= MARGIN
+            o.label == found.label
+                && iou(&o.bbox, &found.bbox) > NMS_IOU
+                && (o.confidence - found.confidence).abs() <= MARGIN
         })
 }

@@ -2,6 +2,8 @@
 //! detections file), with 1 and 2 workers, frames out of order within the
 //! allowed lateness, and one late frame.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
 mod common;
 
 use std::fs;
@@ -62,7 +64,12 @@ fn frameflow_counts(out: &Path) -> Vec<CountRow> {
             let start = parse_rfc3339_ms(r["window_start"].as_str().unwrap()).unwrap();
             let end = parse_rfc3339_ms(r["window_end"].as_str().unwrap()).unwrap();
             assert_eq!(end - start, WINDOW_MS as i64);
-            (r["source_id"].as_str().unwrap().into(), r["label"].as_str().unwrap().into(), start, r["n"].as_i64().unwrap())
+            (
+                r["source_id"].as_str().unwrap().into(),
+                r["label"].as_str().unwrap().into(),
+                start,
+                r["n"].as_i64().unwrap(),
+            )
         })
         .collect();
     rows.sort();
@@ -71,7 +78,8 @@ fn frameflow_counts(out: &Path) -> Vec<CountRow> {
 
 fn batch_counts(out: &Path) -> Vec<CountRow> {
     let detections = out.join("detections.jsonl");
-    let text = common::run_python("tests/reference/window_counts.py", &[detections.to_str().unwrap(), &WINDOW_MS.to_string()]);
+    let text =
+        common::run_python("tests/reference/window_counts.py", &[detections.to_str().unwrap(), &WINDOW_MS.to_string()]);
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
@@ -85,11 +93,18 @@ fn run_with_workers(root: &Path, workers: &str) -> Vec<CountRow> {
 
     let out = dir.join("out");
     let streamed = frameflow_counts(&out);
-    assert_eq!(streamed, batch_counts(&out), "incremental windows differ from the batch recomputation ({workers} workers)");
+    assert_eq!(
+        streamed,
+        batch_counts(&out),
+        "incremental windows differ from the batch recomputation ({workers} workers)"
+    );
     let mut keys: Vec<_> = streamed.iter().map(|(s, l, w, _)| (s, l, w)).collect();
     keys.dedup();
     assert_eq!(keys.len(), streamed.len(), "a window row was emitted twice");
-    assert!(streamed.iter().map(|r| r.2).collect::<std::collections::BTreeSet<_>>().len() >= 3, "expected several windows");
+    assert!(
+        streamed.iter().map(|r| r.2).collect::<std::collections::BTreeSet<_>>().len() >= 3,
+        "expected several windows"
+    );
 
     let dead = common::read_jsonl(&out.join("dead_letter.jsonl"));
     assert_eq!(dead.len(), 1, "{dead:?}");

@@ -30,7 +30,8 @@ pub fn frame_files() -> Vec<(String, PathBuf)> {
     let mut cameras: Vec<_> = std::fs::read_dir(frames_dir()).into_iter().flatten().filter_map(Result::ok).collect();
     cameras.sort_by_key(|e| e.file_name());
     for camera in cameras {
-        let mut frames: Vec<_> = std::fs::read_dir(camera.path()).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut frames: Vec<_> =
+            std::fs::read_dir(camera.path()).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
         frames.sort();
         let name = camera.file_name().to_string_lossy().into_owned();
         files.extend(frames.into_iter().map(|p| (name.clone(), p)));

@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use engine::model::{stable_hash, Frame, MediaType};
+use engine::model::{Frame, MediaType, stable_hash};
 use engine::plan::{Options, SourceSpec};
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
-use engine::time::{now_ms, Millis};
+use engine::time::{Millis, now_ms};
 use engine::watermark::CameraWatermarks;
 
 use crate::options::{parse_bool, parse_bytes, parse_duration, reject_unknown};
@@ -183,7 +183,12 @@ impl DirectorySource {
         camera.next_seq += 1;
         let frame_id = format!(
             "{:016x}",
-            stable_hash(&[self.tenant.as_bytes(), self.source_name.as_bytes(), source_id.as_bytes(), file.name.as_bytes()])
+            stable_hash(&[
+                self.tenant.as_bytes(),
+                self.source_name.as_bytes(),
+                source_id.as_bytes(),
+                file.name.as_bytes()
+            ])
         );
         let (bytes, refused) = match read_limited(&file.path, self.config.max_bytes) {
             Ok(bytes) => (bytes, None),
@@ -259,16 +264,17 @@ fn list_frames(folder: &Path, seen: &HashSet<String>, event_time: EventTimeFrom)
             let from_name = stem.parse::<Millis>().ok();
             let from_mtime = || -> Result<Millis, String> {
                 let modified = meta.modified().map_err(|e| format!("no modification time: {e}"))?;
-                let since = modified.duration_since(UNIX_EPOCH).map_err(|_| "modification time is before 1970".to_owned())?;
+                let since =
+                    modified.duration_since(UNIX_EPOCH).map_err(|_| "modification time is before 1970".to_owned())?;
                 Ok(since.as_millis() as Millis)
             };
             let event_time = match (event_time, from_name) {
                 (EventTimeFrom::Mtime, _) => from_mtime(),
                 (_, Some(ms)) => Ok(ms),
                 (EventTimeFrom::Auto, None) => from_mtime(),
-                (EventTimeFrom::Name, None) => {
-                    Err(format!("file name `{name}` is not a timestamp (ms since the Unix epoch) and event_time = 'name'"))
-                }
+                (EventTimeFrom::Name, None) => Err(format!(
+                    "file name `{name}` is not a timestamp (ms since the Unix epoch) and event_time = 'name'"
+                )),
             };
             Some(PendingFile { path, name, media_type, event_time })
         })

@@ -22,7 +22,8 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
 
 /// `500ms`, `5s`, `1m`, ...
 pub fn parse_duration(name: &str, value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value).map_err(|e| format!("{name} = '{value}' is not a duration like '500ms' or '5s': {e}"))
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{name} = '{value}' is not a duration like '500ms' or '5s': {e}"))
 }
 
 /// A byte count: `1048576`, `512KiB`, `32MiB`, `1GiB`.

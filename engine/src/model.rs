@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::time::{format_rfc3339_ms, Millis};
+use crate::time::{Millis, format_rfc3339_ms};
 
 /// The media types a frame may be encoded in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -44,10 +44,7 @@ impl TickClock {
 
 /// The current wall-clock time in ms since the epoch.
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 /// `2026-01-01T00:00:00.000Z`: RFC 3339, UTC, milliseconds.

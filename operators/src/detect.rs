@@ -20,7 +20,7 @@ use engine::registry::{OperatorFactory, PreparedOperator, VisionOperator};
 
 use crate::letterbox::Letterbox;
 use crate::onnx::ModelStore;
-use crate::yolo::{decode_head, nms_per_class, ModelCard};
+use crate::yolo::{ModelCard, decode_head, nms_per_class};
 
 const OPTIONS: [&str; 5] = ["model", "min_confidence", "nms_iou", "threads", "letterbox"];
 
@@ -69,7 +69,9 @@ impl OperatorFactory for DetectFactory {
             nms_iou: parse_fraction(options, "nms_iou", 0.45)?,
             threads: match options.get("threads") {
                 None => 1,
-                Some(t) => t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?,
+                Some(t) => {
+                    t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?
+                }
             },
             rectangular: match options.get("letterbox").map(String::as_str) {
                 None | Some("rect") => true,
@@ -101,8 +103,8 @@ impl PreparedDetect {
             let known = known_models(store);
             format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
         })?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;
         if card.architecture != "yolov3" {
             return Err(format!("model `{model}` is a `{}` model; DETECT runs `yolov3` models", card.architecture));
         }
@@ -123,7 +125,13 @@ impl PreparedDetect {
                 if has_input { "found" } else { "missing" }
             ));
         }
-        Ok(PreparedDetect { store: store.clone(), card: Arc::new(card), onnx, config, spare: Mutex::new(Some(session)) })
+        Ok(PreparedDetect {
+            store: store.clone(),
+            card: Arc::new(card),
+            onnx,
+            config,
+            spare: Mutex::new(Some(session)),
+        })
     }
 
     /// A detector of its own, for one thread.
@@ -133,7 +141,13 @@ impl PreparedDetect {
             Some(session) => session,
             None => self.store.session(&self.onnx, self.config.threads)?,
         };
-        Ok(Detector { session, card: self.card.clone(), config: self.config.clone(), input: Vec::new(), operator: "detect".into() })
+        Ok(Detector {
+            session,
+            card: self.card.clone(),
+            config: self.config.clone(),
+            input: Vec::new(),
+            operator: "detect".into(),
+        })
     }
 }
 
@@ -173,7 +187,8 @@ impl Detector {
         self.input.resize(3 * (letterbox.net_w * letterbox.net_h) as usize, 0.0);
         letterbox.fill_chw(pixels, spec.letterbox_fill, &mut self.input);
         let shape = [1usize, 3, letterbox.net_h as usize, letterbox.net_w as usize];
-        let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(|e| format!("bad input tensor: {e}"))?;
+        let tensor =
+            TensorRef::from_array_view((shape, &self.input[..])).map_err(|e| format!("bad input tensor: {e}"))?;
         let outputs = self
             .session
             .run(ort::inputs![spec.name.as_str() => tensor])
@@ -182,7 +197,8 @@ impl Detector {
         let mut candidates = Vec::new();
         for head in &self.card.heads {
             let value = outputs.get(&head.output).ok_or_else(|| format!("model gave no output `{}`", head.output))?;
-            let (shape, raw) = value.try_extract_tensor::<f32>().map_err(|e| format!("output `{}`: {e}", head.output))?;
+            let (shape, raw) =
+                value.try_extract_tensor::<f32>().map_err(|e| format!("output `{}`: {e}", head.output))?;
             let expected = (head.anchors.len() * (5 + classes)) as i64;
             let [_, channels, grid_h, grid_w] = shape[..] else {
                 return Err(format!("output `{}` has shape {shape:?}, expected [1, C, H, W]", head.output));

@@ -68,7 +68,9 @@ impl Letterbox {
             ((src_w * net_h / src_h).max(1), net_h)
         };
         let (net_w, net_h) = match multiple {
-            Some(m) if m > 0 => (new_w.div_ceil(m).saturating_mul(m).min(net_w), new_h.div_ceil(m).saturating_mul(m).min(net_h)),
+            Some(m) if m > 0 => {
+                (new_w.div_ceil(m).saturating_mul(m).min(net_w), new_h.div_ceil(m).saturating_mul(m).min(net_h))
+            }
             _ => (net_w, net_h),
         };
         Letterbox { src_w, src_h, net_w, net_h, new_w, new_h, dx: (net_w - new_w) / 2, dy: (net_h - new_h) / 2 }
@@ -92,7 +94,8 @@ impl Letterbox {
                 let (i0, i1) = (tx.index * 3, tx.next * 3);
                 for c in 0..3 {
                     let top = f32::from(row0[i0 + c]) + tx.weight * (f32::from(row0[i1 + c]) - f32::from(row0[i0 + c]));
-                    let bottom = f32::from(row1[i0 + c]) + tx.weight * (f32::from(row1[i1 + c]) - f32::from(row1[i0 + c]));
+                    let bottom =
+                        f32::from(row1[i0 + c]) + tx.weight * (f32::from(row1[i1 + c]) - f32::from(row1[i0 + c]));
                     out[c * plane + base + x] = (top + ty.weight * (bottom - top)) * (1.0 / 255.0);
                 }
             }

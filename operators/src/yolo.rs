@@ -70,8 +70,8 @@ pub fn decode_head(
     for (a, [anchor_w, anchor_h]) in head.anchors.iter().enumerate() {
         let channel = |k: usize| &raw[(a * per_anchor + k) * cells..][..cells];
         let objectness = channel(4);
-        for cell in 0..cells {
-            let obj = sigmoid(objectness[cell]);
+        for (cell, &logit) in objectness.iter().enumerate() {
+            let obj = sigmoid(logit);
             // A class score is obj × p(class) ≤ obj: skip hopeless cells early.
             if obj < min_confidence {
                 continue;

@@ -92,7 +92,10 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, QueryError> {
             let options = parse_with(parser)?;
             Ok(Statement::CreateSink { name, input, kind, location, options })
         }
-        _ => Err(QueryError::at(what.span, format!("expected SOURCE, STREAM, VIEW or SINK after CREATE, found `{}`", what.token))),
+        _ => Err(QueryError::at(
+            what.span,
+            format!("expected SOURCE, STREAM, VIEW or SINK after CREATE, found `{}`", what.token),
+        )),
     }
 }
 
@@ -129,7 +132,9 @@ pub fn literal_text(expr: &Expr) -> Result<String, QueryError> {
             other => Err(QueryError::at(expr.span(), format!("expected a string or a number, found `{other}`"))),
         },
         Expr::Identifier(ident) => Ok(ident.value.clone()),
-        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr: inner } => Ok(format!("-{}", literal_text(inner)?)),
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr: inner } => {
+            Ok(format!("-{}", literal_text(inner)?))
+        }
         other => Err(QueryError::at(other.span(), format!("expected a string or a number, found `{other}`"))),
     }
 }
@@ -149,11 +154,14 @@ mod tests {
         .unwrap();
         assert_eq!(job.len(), 4);
         let Statement::CreateSource { name, kind, location, options } = &job[0] else { panic!("{:?}", job[0]) };
-        assert_eq!((name.value.as_str(), kind.value.as_str(), location.as_deref()), ("cams", "DIRECTORY", Some("data/frames")));
-        assert_eq!(options.iter().map(|o| (o.key.value.as_str(), o.value.as_str())).collect::<Vec<_>>(), [
-            ("watch", "true"),
-            ("lateness", "5s")
-        ]);
+        assert_eq!(
+            (name.value.as_str(), kind.value.as_str(), location.as_deref()),
+            ("cams", "DIRECTORY", Some("data/frames"))
+        );
+        assert_eq!(
+            options.iter().map(|o| (o.key.value.as_str(), o.value.as_str())).collect::<Vec<_>>(),
+            [("watch", "true"), ("lateness", "5s")]
+        );
         assert!(matches!(&job[3], Statement::CreateSink { input, .. } if input.value == "v"));
     }
 
@@ -162,7 +170,8 @@ mod tests {
         let e = parse_job("CREATE SOURCE cams FROM DIRECTORY 'x';\nCREATE TABLE t (a int);").unwrap_err();
         assert_eq!((e.line, e.column), (2, 8), "{e}");
         assert!(e.message.contains("expected SOURCE, STREAM, VIEW or SINK"), "{e}");
-        let e = parse_job("CREATE STREAM d AS SELECT * FROM DETECT(cams, model => 'x' min_confidence => 0.3)").unwrap_err();
+        let e =
+            parse_job("CREATE STREAM d AS SELECT * FROM DETECT(cams, model => 'x' min_confidence => 0.3)").unwrap_err();
         assert_eq!((e.line, e.column), (1, 60), "{e}");
     }
 }

@@ -11,19 +11,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use sqlparser::ast::{
-    DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select, SelectItem,
-    SetExpr, Spanned, TableFactor, TableFunctionArgs,
+    DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select,
+    SelectItem, SetExpr, Spanned, TableFactor, TableFunctionArgs,
 };
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    DetectionColumn, JobPlan, LatePolicy, SinkSpec, SourceSpec, StreamSpec, ViewColumn, ViewSpec, WindowSpec, DEAD_LETTER,
-    OUTCOMES,
+    DEAD_LETTER, DetectionColumn, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceSpec, StreamSpec, ViewColumn,
+    ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
 
 use crate::error::QueryError;
-use crate::parse::{literal_text, parse_job, OptionValue, Statement};
+use crate::parse::{OptionValue, Statement, literal_text, parse_job};
 
 /// Table functions that run a vision operator, and the operator each names.
 const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
@@ -70,9 +70,10 @@ fn options_map(options: &[OptionValue]) -> Result<BTreeMap<String, String>, Quer
 }
 
 fn parse_duration_ms(text: &str, span: Span, what: &str) -> Result<Millis, QueryError> {
-    humantime::parse_duration(text.trim())
-        .map(|d| d.as_millis() as Millis)
-        .map_err(|e| QueryError::at(span, format!("{what} = '{text}' is not a duration: {e}")).with_hint("write e.g. '5s' or '500ms'"))
+    humantime::parse_duration(text.trim()).map(|d| d.as_millis() as Millis).map_err(|e| {
+        QueryError::at(span, format!("{what} = '{text}' is not a duration: {e}"))
+            .with_hint("write e.g. '5s' or '500ms'")
+    })
 }
 
 impl Planner {
@@ -82,7 +83,10 @@ impl Planner {
             return Err(QueryError::at(ident.span, format!("`{name}` is a built-in stream; choose another name")));
         }
         if let Some((_, first)) = self.names.get(&name) {
-            return Err(QueryError::at(ident.span, format!("`{name}` is already defined at line {}", first.start.line)));
+            return Err(QueryError::at(
+                ident.span,
+                format!("`{name}` is already defined at line {}", first.start.line),
+            ));
         }
         self.names.insert(name.clone(), (relation, ident.span));
         Ok(name)
@@ -93,7 +97,9 @@ impl Planner {
         let name = name_of(ident);
         match self.names.get(&name) {
             Some((relation, _)) if kinds.contains(relation) => Ok(name),
-            Some((relation, _)) => Err(QueryError::at(ident.span, format!("`{name}` is a {relation:?}, not a {what}").to_lowercase())),
+            Some((relation, _)) => {
+                Err(QueryError::at(ident.span, format!("`{name}` is a {relation:?}, not a {what}").to_lowercase()))
+            }
             None => {
                 let known: Vec<&str> =
                     self.names.iter().filter(|(_, (r, _))| kinds.contains(r)).map(|(n, _)| n.as_str()).collect();
@@ -104,7 +110,9 @@ impl Planner {
 
     fn add(&mut self, statement: Statement) -> Result<(), QueryError> {
         match statement {
-            Statement::CreateSource { name, kind, location, options } => self.add_source(&name, &kind, location, &options),
+            Statement::CreateSource { name, kind, location, options } => {
+                self.add_source(&name, &kind, location, &options)
+            }
             Statement::CreateStream { name, query } => self.add_stream(&name, &query),
             Statement::CreateView { name, options, query } => self.add_view(&name, &options, &query),
             Statement::CreateSink { name, input, kind, location, options } => {
@@ -120,7 +128,13 @@ impl Planner {
         }
     }
 
-    fn add_source(&mut self, name: &Ident, kind: &Ident, location: Option<String>, options: &[OptionValue]) -> Result<(), QueryError> {
+    fn add_source(
+        &mut self,
+        name: &Ident,
+        kind: &Ident,
+        location: Option<String>,
+        options: &[OptionValue],
+    ) -> Result<(), QueryError> {
         let name = self.declare(name, Relation::Source)?;
         let mut spec = SourceSpec {
             name,
@@ -159,15 +173,19 @@ impl Planner {
     fn add_stream(&mut self, ident: &Ident, query: &Query) -> Result<(), QueryError> {
         let select = plain_select(query)?;
         if !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)]) {
-            return Err(QueryError::at(select.projection.first().map_or(ident.span, |p| p.span()), "a stream selects `*` from a vision function")
-                .with_hint("projections and filters over streams come with the full query language"));
+            return Err(QueryError::at(
+                select.projection.first().map_or(ident.span, |p| p.span()),
+                "a stream selects `*` from a vision function",
+            )
+            .with_hint("projections and filters over streams come with the full query language"));
         }
         refuse_clauses(select, false)?;
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
         let Some((_, operator)) = VISION_FUNCTIONS.iter().find(|(f, _)| *f == upper) else {
             let known = VISION_FUNCTIONS.iter().map(|(f, _)| *f);
-            return Err(QueryError::at(function.span, format!("unknown vision function `{}`", function.value)).suggesting(&upper, known));
+            return Err(QueryError::at(function.span, format!("unknown vision function `{}`", function.value))
+                .suggesting(&upper, known));
         };
         let mut sources = Vec::new();
         let mut options = BTreeMap::new();
@@ -203,7 +221,11 @@ impl Planner {
                     return Err(QueryError::at(option.span, format!("emit = '{other}' is not supported"))
                         .with_hint("views emit 'final' rows, once per window"));
                 }
-                (key, _) => return Err(QueryError::at(option.span, format!("unknown view option `{key}`")).suggesting(key, ["emit"])),
+                (key, _) => {
+                    return Err(
+                        QueryError::at(option.span, format!("unknown view option `{key}`")).suggesting(key, ["emit"])
+                    );
+                }
             }
         }
         let select = plain_select(query)?;
@@ -228,7 +250,10 @@ impl Planner {
         };
         let input = self.resolve(stream, &[Relation::Stream], "stream")?;
         if name_of(time_column) != "event_time" {
-            return Err(QueryError::at(time_column.span, format!("windows are over `event_time`, not `{}`", time_column.value)));
+            return Err(QueryError::at(
+                time_column.span,
+                format!("windows are over `event_time`, not `{}`", time_column.value),
+            ));
         }
         let size_ms = interval_ms(size)?;
         let group_by = self.group_by(select)?;
@@ -300,7 +325,9 @@ impl GroupKey {
         }
         match DetectionColumn::from_name(&name) {
             Some(column) => Ok(GroupKey { name, detection: Some(column) }),
-            None => Err(QueryError::at(ident.span, format!("cannot group by `{name}`")).suggesting(&name, known_columns())),
+            None => {
+                Err(QueryError::at(ident.span, format!("cannot group by `{name}`")).suggesting(&name, known_columns()))
+            }
         }
     }
 }
@@ -311,7 +338,12 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(expr) => (expr, None),
             SelectItem::ExprWithAlias { expr, alias } => (expr, Some(name_of(alias))),
-            other => return Err(QueryError::at(other.span(), format!("a view lists its columns; `{other}` is not supported here"))),
+            other => {
+                return Err(QueryError::at(
+                    other.span(),
+                    format!("a view lists its columns; `{other}` is not supported here"),
+                ));
+            }
         };
         let column = match expr {
             Expr::Identifier(ident) => {
@@ -335,8 +367,11 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn
             Expr::Function(function) => {
                 let fname = function.name.to_string().to_lowercase();
                 if fname != "count" {
-                    return Err(QueryError::at(function.name.span(), format!("aggregate `{fname}` is not supported yet"))
-                        .with_hint("views count detections: count(*)"));
+                    return Err(QueryError::at(
+                        function.name.span(),
+                        format!("aggregate `{fname}` is not supported yet"),
+                    )
+                    .with_hint("views count detections: count(*)"));
                 }
                 let counts_rows = match &function.args {
                     FunctionArguments::List(list) => {
@@ -346,13 +381,17 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn
                     _ => false,
                 };
                 if !counts_rows {
-                    return Err(QueryError::at(function.span(), format!("`{function}` is not supported yet")).with_hint("use count(*)"));
+                    return Err(QueryError::at(function.span(), format!("`{function}` is not supported yet"))
+                        .with_hint("use count(*)"));
                 }
                 ViewColumn::Count { name: alias.unwrap_or_else(|| "count".to_owned()) }
             }
             other => {
-                return Err(QueryError::at(other.span(), format!("expression `{other}` is not supported in a view yet"))
-                    .with_hint("select GROUP BY columns and count(*)"));
+                return Err(QueryError::at(
+                    other.span(),
+                    format!("expression `{other}` is not supported in a view yet"),
+                )
+                .with_hint("select GROUP BY columns and count(*)"));
             }
         };
         if columns.iter().any(|c: &ViewColumn| c.name() == column.name()) {
@@ -387,12 +426,11 @@ fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
     if select.distinct.is_some() {
         return Err(QueryError::at(select.span(), "SELECT DISTINCT is not supported"));
     }
-    if !grouped {
-        if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
-            if let Some(first) = exprs.first() {
-                return Err(QueryError::at(first.span(), "a stream cannot GROUP BY").with_hint("aggregate in a CREATE VIEW over a window"));
-            }
-        }
+    if let (false, GroupByExpr::Expressions(exprs, _)) = (grouped, &select.group_by)
+        && let Some(first) = exprs.first()
+    {
+        return Err(QueryError::at(first.span(), "a stream cannot GROUP BY")
+            .with_hint("aggregate in a CREATE VIEW over a window"));
     }
     Ok(())
 }
@@ -410,14 +448,18 @@ fn table_function(select: &Select) -> Result<(&Ident, &TableFunctionArgs), Query
             let ident = name.0[0].as_ident().ok_or_else(|| QueryError::at(name.span(), "expected a function name"))?;
             Ok((ident, args))
         }
-        other => Err(QueryError::at(other.span(), format!("expected a table function such as DETECT(...) or TUMBLE(...), found `{other}`"))),
+        other => Err(QueryError::at(
+            other.span(),
+            format!("expected a table function such as DETECT(...) or TUMBLE(...), found `{other}`"),
+        )),
     }
 }
 
 /// `INTERVAL '10' SECOND`, `INTERVAL '1' MINUTE`, `INTERVAL '10 seconds'`.
 fn interval_ms(expr: &Expr) -> Result<Millis, QueryError> {
     let Expr::Interval(interval) = expr else {
-        return Err(QueryError::at(expr.span(), format!("expected an INTERVAL, found `{expr}`")).with_hint("e.g. INTERVAL '10' SECOND"));
+        return Err(QueryError::at(expr.span(), format!("expected an INTERVAL, found `{expr}`"))
+            .with_hint("e.g. INTERVAL '10' SECOND"));
     };
     let text = literal_text(&interval.value)?;
     let unit_ms: Option<Millis> = match &interval.leading_field {
@@ -489,6 +531,9 @@ mod tests {
             "line 3, column 98: cannot group by `lable` (hint: did you mean `label`?)"
         );
         assert!(error(&format!("{base}CREATE SOURCE cams FROM DIRECTORY 'e';")).contains("already defined at line 1"));
-        assert!(error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'admit');").contains("hint: use 'dead_letter' or 'drop'"));
+        assert!(
+            error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'admit');")
+                .contains("hint: use 'dead_letter' or 'drop'")
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! The tests need the set-up's assets (`scripts/setup.sh`); without them
 //! they fail with that instruction rather than pass vacuously.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

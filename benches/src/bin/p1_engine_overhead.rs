@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use engine::metrics::Metrics;
 use engine::model::{DecodedFrame, Detection, Frame, FrameOutcome, MediaType, Outcome, Pixels, Record};
-use engine::plan::{JobPlan, LatePolicy, Options, SinkSpec, SourceSpec, StreamSpec, OUTCOMES};
+use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceSpec, StreamSpec};
 use engine::registry::{
-    Decoder, OperatorFactory, Partition, PreparedOperator, Registry, Sink, SinkFactory, Source, SourceFactory, SourcePoll,
-    VisionOperator,
+    Decoder, OperatorFactory, Partition, PreparedOperator, Registry, Sink, SinkFactory, Source, SourceFactory,
+    SourcePoll, VisionOperator,
 };
-use engine::runtime::{run, RunConfig};
+use engine::runtime::{RunConfig, run};
 use engine::time::Millis;
 use operators::decode::FrameDecoder;
 
@@ -168,9 +168,20 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
             lateness_ms: 0,
             late: LatePolicy::DeadLetter,
         }],
-        streams: vec![StreamSpec { name: "s".into(), operator: "work".into(), sources: vec!["m".into()], options: BTreeMap::new() }],
+        streams: vec![StreamSpec {
+            name: "s".into(),
+            operator: "work".into(),
+            sources: vec!["m".into()],
+            options: BTreeMap::new(),
+        }],
         views: Vec::new(),
-        sinks: vec![SinkSpec { name: "o".into(), input: OUTCOMES.into(), kind: "count".into(), location: None, options: BTreeMap::new() }],
+        sinks: vec![SinkSpec {
+            name: "o".into(),
+            input: OUTCOMES.into(),
+            kind: "count".into(),
+            location: None,
+            options: BTreeMap::new(),
+        }],
     };
     let config = RunConfig { workers: 1, ..RunConfig::default() };
     let started = Instant::now();
@@ -216,7 +227,12 @@ fn main() {
         let baseline = frameflow_benches::median((0..3).map(|_| loop_fps(&frames, &pixels, work)).collect());
         let per_frame_us = (1.0 / ours - 1.0 / baseline) * 1e6;
         println!("{name}: engine adds {per_frame_us:.1} µs per frame");
-        lines.push(frameflow_benches::figure(&format!("P1 engine overhead, {name} operator"), ours, baseline, "frames/s"));
+        lines.push(frameflow_benches::figure(
+            &format!("P1 engine overhead, {name} operator"),
+            ours,
+            baseline,
+            "frames/s",
+        ));
     }
     for line in lines {
         println!("{line}");

@@ -91,7 +91,12 @@ fn main() {
         }
     }
     let rect = median((0..3).map(|_| baseline_fps(cores, "rect")).collect());
-    lines.push(figure(&format!("P3 detect pipeline, {cores} core(s), baseline also rectangular"), all_cores, rect, "frames/s"));
+    lines.push(figure(
+        &format!("P3 detect pipeline, {cores} core(s), baseline also rectangular"),
+        all_cores,
+        rect,
+        "frames/s",
+    ));
     let _ = std::fs::remove_dir_all(&out);
     for line in lines {
         println!("{line}");

@@ -12,20 +12,20 @@
 //! Operators with per-camera state will exchange by `source_id` instead.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Exchange as _, Filter, OkErr, UnorderedInput};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Concatenate, Operator, Probe};
-use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::metrics::Metrics;
-use crate::model::{stable_hash, DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record};
-use crate::plan::{JobPlan, LatePolicy, DEAD_LETTER, OUTCOMES};
+use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, stable_hash};
+use crate::plan::{DEAD_LETTER, JobPlan, LatePolicy, OUTCOMES};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
@@ -76,14 +76,18 @@ pub(crate) fn build<'scope>(
     let mut views = HashMap::new();
     for spec in &job.plan.streams {
         let input = scope.concatenate(spec.sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
-        let operator = job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
+        let operator =
+            job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
         let (found, outcome) = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
         outcomes.push(outcome);
         detections.insert(spec.name.as_str(), found);
     }
     for spec in &job.plan.views {
-        let input = detections.get(spec.input.as_str()).ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
-        views.insert(spec.name.as_str(), super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone()));
+        let input = detections
+            .get(spec.input.as_str())
+            .ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
+        views
+            .insert(spec.name.as_str(), super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone()));
     }
     let outcomes = scope.concatenate(outcomes);
     outcomes.clone().probe_with(probe);
@@ -154,33 +158,35 @@ fn run_operator<'scope>(
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
-    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> = frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
-        move |input, output| {
-            input.for_each_stamp(|cap, data| {
-                let mut session = output.session(&cap);
-                for batch in data {
-                    for decoded in batch.drain(..) {
-                        let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
-                            .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
-                        let frame = &decoded.frame;
-                        match result {
-                            Ok(found) => {
-                                Metrics::add(&metrics.frames_processed, 1);
-                                Metrics::add(&metrics.detections, found.len() as u64);
-                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
-                                session.give_iterator(found.into_iter().map(Ok));
-                                session.give(Err(processed));
-                            }
-                            Err(reason) => {
-                                Metrics::add(&metrics.frames_rejected, 1);
-                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
+    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
+        frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        for decoded in batch.drain(..) {
+                            let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
+                                .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
+                            let frame = &decoded.frame;
+                            match result {
+                                Ok(found) => {
+                                    Metrics::add(&metrics.frames_processed, 1);
+                                    Metrics::add(&metrics.detections, found.len() as u64);
+                                    let processed =
+                                        outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
+                                    session.give_iterator(found.into_iter().map(Ok));
+                                    session.give(Err(processed));
+                                }
+                                Err(reason) => {
+                                    Metrics::add(&metrics.frames_rejected, 1);
+                                    session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
+                                }
                             }
                         }
                     }
-                }
-            })
-        }
-    });
+                })
+            }
+        });
     results.ok_err(|result| result)
 }
 
@@ -201,29 +207,31 @@ fn write_to_sink<'scope>(
     job: Arc<Prepared>,
 ) -> StreamVec<'scope, Tick, ()> {
     let name = name.to_owned();
-    records.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Exchange::new(|_: &Record| 0), &format!("Sink: {name}"), move |_, _| {
-        move |input, _output| {
-            let mut wrote = false;
-            input.for_each_stamp(|_cap, data| {
-                for batch in data {
-                    let result = match sink.as_mut() {
-                        Some(sink) => sink.write(batch),
-                        None => Err("no sink on the worker that received its records".to_owned()),
-                    };
-                    batch.clear();
-                    wrote = true;
-                    if let Err(e) = result {
-                        fail(&job, format!("sink `{name}`: {e}"));
+    records.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Exchange::new(|_: &Record| 0),
+        &format!("Sink: {name}"),
+        move |_, _| {
+            move |input, _output| {
+                let mut wrote = false;
+                input.for_each_stamp(|_cap, data| {
+                    for batch in data {
+                        let result = match sink.as_mut() {
+                            Some(sink) => sink.write(batch),
+                            None => Err("no sink on the worker that received its records".to_owned()),
+                        };
+                        batch.clear();
+                        wrote = true;
+                        if let Err(e) = result {
+                            fail(&job, format!("sink `{name}`: {e}"));
+                        }
                     }
-                }
-            });
-            if wrote {
-                if let Some(Err(e)) = sink.as_mut().map(|s| s.flush()) {
+                });
+                if let (true, Some(Err(e))) = (wrote, sink.as_mut().map(|s| s.flush())) {
                     fail(&job, format!("sink `{name}`: {e}"));
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 fn fail(job: &Prepared, message: String) {

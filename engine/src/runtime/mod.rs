@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use timely::dataflow::ProbeHandle;
 use timely::WorkerConfig;
+use timely::dataflow::ProbeHandle;
 
 use crate::error::EngineError;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -52,7 +52,12 @@ pub struct RunSummary {
 
 /// Runs `plan` to completion (for finite sources) on `config.workers`
 /// threads, updating `metrics` as it goes.
-pub fn run(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<Metrics>) -> Result<RunSummary, EngineError> {
+pub fn run(
+    plan: JobPlan,
+    registry: &Registry,
+    config: &RunConfig,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
     let job = Arc::new(prepare(plan, registry, config, metrics)?);
     let factories: Vec<_> = job
@@ -108,7 +113,12 @@ fn fail(job: &Prepared, message: String) {
 }
 
 /// Checks the plan against the registry and prepares operators and sinks.
-fn prepare(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<Metrics>) -> Result<Prepared, EngineError> {
+fn prepare(
+    plan: JobPlan,
+    registry: &Registry,
+    config: &RunConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Prepared, EngineError> {
     let known = |names: Vec<&&str>| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     for spec in &plan.sources {
         let factory = registry.sources.get(spec.kind.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
@@ -116,9 +126,11 @@ fn prepare(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<
             name: spec.kind.clone(),
             known: known(registry.sources.keys().collect()),
         })?;
-        factory
-            .validate(spec)
-            .map_err(|reason| EngineError::Plugin { what: "source", name: spec.name.clone(), reason })?;
+        factory.validate(spec).map_err(|reason| EngineError::Plugin {
+            what: "source",
+            name: spec.name.clone(),
+            reason,
+        })?;
     }
     let mut operators = HashMap::new();
     for spec in &plan.streams {
@@ -127,9 +139,11 @@ fn prepare(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<
             name: spec.operator.clone(),
             known: known(registry.operators.keys().collect()),
         })?;
-        let prepared = factory
-            .prepare(&spec.options)
-            .map_err(|reason| EngineError::Plugin { what: "stream", name: spec.name.clone(), reason })?;
+        let prepared = factory.prepare(&spec.options).map_err(|reason| EngineError::Plugin {
+            what: "stream",
+            name: spec.name.clone(),
+            reason,
+        })?;
         operators.insert(spec.name.clone(), prepared);
     }
     let mut sinks = HashMap::new();
@@ -139,9 +153,11 @@ fn prepare(plan: JobPlan, registry: &Registry, config: &RunConfig, metrics: Arc<
             name: spec.kind.clone(),
             known: known(registry.sinks.keys().collect()),
         })?;
-        let sink = factory
-            .open(spec)
-            .map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
+        let sink = factory.open(spec).map_err(|reason| EngineError::Plugin {
+            what: "sink",
+            name: spec.name.clone(),
+            reason,
+        })?;
         sinks.insert(spec.name.clone(), Mutex::new(Some(sink)));
     }
     Ok(Prepared {
@@ -232,7 +248,9 @@ fn drive(
                         let mut session = handle.session(&at);
                         session.give(frame);
                         // Frames of the same tick share one session.
-                        while let Some(next) = frames.next_if(|f| !f.late && job.clock.tick_of(f.event_time) == *at.time()) {
+                        while let Some(next) =
+                            frames.next_if(|f| !f.late && job.clock.tick_of(f.event_time) == *at.time())
+                        {
                             in_flight.admit(*at.time(), &job.metrics);
                             session.give(next);
                         }

@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use differential_dataflow::operators::CountTotal;
 use differential_dataflow::AsCollection;
+use differential_dataflow::operators::CountTotal;
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
-use timely::dataflow::StreamVec;
 
 use crate::metrics::Metrics;
 use crate::model::{Detection, Record, Value, ViewRow};
