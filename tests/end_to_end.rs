@@ -18,6 +18,7 @@ CREATE VIEW counts AS
   GROUP BY source_id, label, window_start, window_end;
 CREATE SINK d FROM detections INTO FILE 'out/detections.jsonl';
 CREATE SINK c FROM counts INTO FILE 'out/counts.jsonl';
+CREATE SINK o FROM outcomes INTO STDOUT;
 ";
 
 /// Ten real frames per camera, named by event time, plus in `cam1` a
@@ -70,6 +71,12 @@ fn corrupt_and_empty_frames_are_dead_lettered_and_the_rest_processed() {
     assert!(dead.iter().all(|(outcome, _)| outcome == "rejected"));
     assert!(dead[0].1.contains("corrupt"), "{dead:?}");
     assert_eq!(dead[1].1, "file is empty");
+
+    // Every frame's outcome, on standard output.
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let outcomes: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(outcomes.len(), 22);
+    assert_eq!(outcomes.iter().filter(|o| o["outcome"] == "processed").count(), 20);
 }
 
 #[test]

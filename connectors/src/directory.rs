@@ -366,6 +366,29 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_folder_picks_up_new_files_and_cameras() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "1000.jpg", b"x");
+        let spec = spec(dir.path(), &[("watch", "true"), ("poll_interval", "1ms")]);
+        let mut source = DirectorySourceFactory.open(&spec, Partition { worker: 0, workers: 1 }).unwrap();
+        assert_eq!(drain(source.as_mut()).len(), 1);
+        assert!(matches!(source.poll(1).unwrap(), SourcePoll::Idle), "a watched folder is never done");
+        write(dir.path(), "a", "2000.jpg", b"x");
+        write(dir.path(), "b", "1500.jpg", b"x");
+        write(dir.path(), "b", ".3000.jpg.part", b"x");
+        let mut found = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while found.len() < 2 && Instant::now() < deadline {
+            if let SourcePoll::Frames(frames) = source.poll(10).unwrap() {
+                found.extend(frames.into_iter().map(|f| (f.source_id.to_string(), f.event_time)));
+            }
+        }
+        found.sort();
+        assert_eq!(found, [("a".to_owned(), 2000), ("b".to_owned(), 1500)]);
+        assert_eq!(source.watermark(), Some(500), "the least camera promise: b's newest (1500) minus lateness");
+    }
+
+    #[test]
     fn each_camera_belongs_to_exactly_one_worker() {
         let dir = tempfile::tempdir().unwrap();
         for camera in ["a", "b", "c", "d", "e"] {
