@@ -297,6 +297,7 @@ mod tests {
     fn spec(root: &Path, options: &[(&str, &str)]) -> SourceSpec {
         SourceSpec {
             name: "cams".into(),
+            rows: Default::default(),
             kind: "directory".into(),
             location: Some(root.display().to_string()),
             options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

@@ -2,11 +2,13 @@
 //! [`register`].
 //!
 //! - [`directory`]: `DIRECTORY`, frames from a folder of camera folders.
+//! - [`detections`]: `DETECTIONS`, detection rows made elsewhere (JSONL).
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
 //! - [`options`]: parsing of `WITH (...)` values shared by connectors.
 //!
 //! Adding a connector means one module here and one line in [`register`].
 
+pub mod detections;
 pub mod directory;
 pub mod file;
 pub mod options;
@@ -18,6 +20,7 @@ use engine::registry::Registry;
 /// Adds every connector this build has to `registry`.
 pub fn register(registry: &mut Registry) {
     registry.sources.insert("directory", Arc::new(directory::DirectorySourceFactory));
+    registry.sources.insert("detections", Arc::new(detections::DetectionsSourceFactory));
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
 }

@@ -32,9 +32,20 @@ pub enum LatePolicy {
     Drop,
 }
 
+/// What a source's rows are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SourceRows {
+    /// Encoded images, to be decoded and run through vision operators.
+    #[default]
+    Frames,
+    /// Detections made elsewhere: the source is itself a stream.
+    Detections,
+}
+
 #[derive(Clone, Debug)]
 pub struct SourceSpec {
     pub name: String,
+    pub rows: SourceRows,
     /// Registry name of the connector, lower case: `directory`, ...
     pub kind: String,
     pub location: Option<String>,

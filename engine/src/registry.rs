@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::model::{DecodedFrame, Detection, Frame, Pixels, Record};
+use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Pixels, Record};
 use crate::plan::{Options, SinkSpec, SourceSpec};
 use crate::time::Millis;
 
@@ -35,6 +35,9 @@ impl Partition {
 pub enum SourcePoll {
     /// Frames, in the order they should be admitted.
     Frames(Vec<Frame>),
+    /// Detections made elsewhere; `Err` is a row the source could not read,
+    /// with its reason, to be dead-lettered.
+    Detections(Vec<Result<Detection, FrameOutcome>>),
     /// Nothing now; more may come.
     Idle,
     /// Nothing now or later.

@@ -17,7 +17,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    DEAD_LETTER, DetectionColumn, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceSpec, StreamSpec, ViewColumn,
+    DEAD_LETTER, DetectionColumn, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamSpec, ViewColumn,
     ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
@@ -27,6 +27,10 @@ use crate::parse::{OptionValue, Statement, literal_text, parse_job};
 
 /// Table functions that run a vision operator, and the operator each names.
 const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
+/// Source kinds whose rows are detections rather than frames.
+const DETECTION_SOURCES: &[&str] = &["detections"];
+/// What a view or sink may read.
+const STREAMS: &[Relation] = &[Relation::Stream, Relation::DetectionSource];
 /// Window table functions.
 const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE"];
 /// Allowed lateness of a source that does not say.
@@ -43,7 +47,10 @@ pub fn plan_job(sql: &str) -> Result<JobPlan, QueryError> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Relation {
+    /// A source of frames, for vision functions.
     Source,
+    /// A source of detection rows: a stream in its own right.
+    DetectionSource,
     Stream,
     View,
     Sink,
@@ -119,7 +126,7 @@ impl Planner {
                 let name = self.declare(&name, Relation::Sink)?;
                 let input = match name_of(&input).as_str() {
                     OUTCOMES | DEAD_LETTER => name_of(&input),
-                    _ => self.resolve(&input, &[Relation::Stream, Relation::View], "stream or view")?,
+                    _ => self.resolve(&input, &[Relation::Stream, Relation::DetectionSource, Relation::View], "stream or view")?,
                 };
                 let options = options_map(&options)?;
                 self.plan.sinks.push(SinkSpec { name, input, kind: name_of(&kind), location, options });
@@ -135,9 +142,13 @@ impl Planner {
         location: Option<String>,
         options: &[OptionValue],
     ) -> Result<(), QueryError> {
-        let name = self.declare(name, Relation::Source)?;
+        let rows =
+            if DETECTION_SOURCES.contains(&name_of(kind).as_str()) { SourceRows::Detections } else { SourceRows::Frames };
+        let relation = if rows == SourceRows::Detections { Relation::DetectionSource } else { Relation::Source };
+        let name = self.declare(name, relation)?;
         let mut spec = SourceSpec {
             name,
+            rows,
             kind: name_of(kind),
             location,
             options: BTreeMap::new(),
@@ -248,7 +259,7 @@ impl Planner {
             return Err(QueryError::at(function.span, "TUMBLE takes (stream, event_time, INTERVAL ...)")
                 .with_hint("e.g. TUMBLE(detections, event_time, INTERVAL '10' SECOND)"));
         };
-        let input = self.resolve(stream, &[Relation::Stream], "stream")?;
+        let input = self.resolve(stream, STREAMS, "stream")?;
         if name_of(time_column) != "event_time" {
             return Err(QueryError::at(
                 time_column.span,

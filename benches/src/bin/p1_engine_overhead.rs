@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use engine::metrics::Metrics;
 use engine::model::{DecodedFrame, Detection, Frame, FrameOutcome, MediaType, Outcome, Pixels, Record};
-use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceSpec, StreamSpec};
+use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceRows, SourceSpec, StreamSpec};
 use engine::registry::{
     Decoder, OperatorFactory, Partition, PreparedOperator, Registry, Sink, SinkFactory, Source, SourceFactory,
     SourcePoll, VisionOperator,
@@ -161,6 +161,7 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
     let plan = JobPlan {
         sources: vec![SourceSpec {
             name: "m".into(),
+            rows: SourceRows::Frames,
             kind: "memory".into(),
             location: None,
             options: BTreeMap::new(),

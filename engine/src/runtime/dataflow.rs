@@ -25,15 +25,22 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, stable_hash};
-use crate::plan::{DEAD_LETTER, JobPlan, LatePolicy, OUTCOMES};
+use crate::plan::{DEAD_LETTER, JobPlan, LatePolicy, OUTCOMES, SourceRows};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
-pub(crate) type FrameInput = UnorderedHandle<Tick, CapacityContainerBuilder<Vec<Frame>>>;
+pub(crate) type Input<T> = UnorderedHandle<Tick, CapacityContainerBuilder<Vec<T>>>;
+/// Detection rows from a source; `Err` is a row refused or late.
+pub(crate) type Row = Result<Detection, FrameOutcome>;
+
+pub(crate) enum InputHandle {
+    Frames(Input<Frame>),
+    Detections(Input<Row>),
+}
 
 /// A source's way into the dataflow on one worker.
 pub(crate) struct SourceInput {
-    pub handle: FrameInput,
+    pub handle: InputHandle,
     /// Held at the source's watermark; dropped when the source is done.
     pub capability: Option<ActivateCapability<Tick>>,
 }
@@ -61,9 +68,18 @@ pub(crate) fn build<'scope>(
     let mut inputs = Vec::new();
     let mut decoded: HashMap<&str, StreamVec<'scope, Tick, DecodedFrame>> = HashMap::new();
     let mut outcomes = Vec::new();
+    let mut detections = HashMap::new();
     for spec in &job.plan.sources {
+        if spec.rows == SourceRows::Detections {
+            let ((handle, capability), rows) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Row>>>();
+            inputs.push(SourceInput { handle: InputHandle::Detections(handle), capability: Some(capability) });
+            let (found, refused) = rows.ok_err(|row| row);
+            detections.insert(spec.name.as_str(), found);
+            outcomes.push(refused);
+            continue;
+        }
         let ((handle, capability), frames) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Frame>>>();
-        inputs.push(SourceInput { handle, capability: Some(capability) });
+        inputs.push(SourceInput { handle: InputHandle::Frames(handle), capability: Some(capability) });
         // Consecutive frames of a camera go to consecutive workers: an even
         // spread even for few frames, where hashing ids leaves some idle.
         let frames = frames.exchange(|f: &Frame| stable_hash(&[f.source_id.as_bytes()]).wrapping_add(f.seq));
@@ -72,7 +88,6 @@ pub(crate) fn build<'scope>(
         outcomes.push(rejected);
     }
 
-    let mut detections = HashMap::new();
     let mut views = HashMap::new();
     for spec in &job.plan.streams {
         let input = scope.concatenate(spec.sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
@@ -109,6 +124,8 @@ pub(crate) fn build<'scope>(
     Ok(inputs)
 }
 
+pub(crate) const LATE_REASON: &str = "event time is behind the camera's watermark (newest frame minus lateness)";
+
 /// Decodes frames; late and undecodable frames become outcomes.
 fn decode<'scope>(
     frames: StreamVec<'scope, Tick, Frame>,
@@ -118,8 +135,7 @@ fn decode<'scope>(
     frames.ok_err(move |frame: Frame| {
         if frame.late {
             Metrics::add(&job.metrics.frames_late, 1);
-            let reason = (late == LatePolicy::DeadLetter)
-                .then(|| "event time is behind the camera's watermark (newest frame minus lateness)".to_owned());
+            let reason = (late == LatePolicy::DeadLetter).then(|| LATE_REASON.to_owned());
             return Err(outcome(&frame, Outcome::Late, "source", reason, 0));
         }
         if let Some(reason) = &frame.refused {
@@ -136,7 +152,7 @@ fn decode<'scope>(
     })
 }
 
-fn outcome(frame: &Frame, outcome: Outcome, stage: &str, reason: Option<String>, detections: u32) -> FrameOutcome {
+pub(crate) fn outcome(frame: &Frame, outcome: Outcome, stage: &str, reason: Option<String>, detections: u32) -> FrameOutcome {
     FrameOutcome {
         frame_id: frame.frame_id.clone(),
         tenant: frame.tenant.clone(),

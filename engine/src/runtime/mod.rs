@@ -23,7 +23,10 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::plan::JobPlan;
 use crate::registry::{Partition, Registry, Source, SourcePoll};
 use crate::time::{Tick, TickClock};
-use dataflow::{Prepared, SourceInput};
+use crate::model::{FrameOutcome, Outcome};
+use crate::plan::LatePolicy;
+use dataflow::{InputHandle, Prepared, SourceInput};
+use timely::dataflow::operators::ActivateCapability;
 
 /// How a job runs, beside what it computes.
 #[derive(Clone, Debug)]
@@ -205,6 +208,47 @@ impl InFlight {
     }
 }
 
+/// Sends items into the dataflow: `place` says at which tick (at least
+/// `floor`, the capability's) each goes, marking late ones. Items of the
+/// same tick share one session.
+fn admit<T: 'static>(
+    handle: &mut dataflow::Input<T>,
+    capability: &ActivateCapability<Tick>,
+    items: Vec<T>,
+    in_flight: &mut InFlight,
+    metrics: &Metrics,
+    mut place: impl FnMut(T, Tick) -> (T, Tick),
+) {
+    Metrics::add(&metrics.frames_admitted, items.len() as u64);
+    let floor = *capability.time();
+    let mut placed = items.into_iter().map(|item| place(item, floor)).peekable();
+    let mut handle = handle.activate();
+    while let Some((item, tick)) = placed.next() {
+        let at = capability.delayed(&tick);
+        let mut session = handle.session(&at);
+        session.give(item);
+        in_flight.admit(tick, metrics);
+        while let Some((item, _)) = placed.next_if(|(_, t)| *t == tick) {
+            session.give(item);
+            in_flight.admit(tick, metrics);
+        }
+    }
+}
+
+/// The outcome of a detection row that arrived behind its watermark.
+fn late_row(d: &crate::model::Detection, policy: LatePolicy) -> FrameOutcome {
+    FrameOutcome {
+        frame_id: d.frame_id.clone(),
+        tenant: d.tenant.clone(),
+        source_id: d.source_id.clone(),
+        event_time: d.event_time,
+        outcome: Outcome::Late,
+        stage: "source".into(),
+        reason: (policy == LatePolicy::DeadLetter).then(|| dataflow::LATE_REASON.to_owned()),
+        detections: 0,
+    }
+}
+
 /// The worker's loop: admit, promise, step — until every source is done and
 /// every result delivered.
 fn drive(
@@ -222,7 +266,7 @@ fn drive(
         }
         in_flight.retire(probe, &job.metrics);
         let mut admitted_any = false;
-        for (source, input) in sources.iter_mut().zip(inputs.iter_mut()) {
+        for (index, (source, input)) in sources.iter_mut().zip(inputs.iter_mut()).enumerate() {
             let Some(capability) = input.capability.as_mut() else { continue };
             // Frames held back only by allowed lateness cannot be finished
             // until more input moves the watermark, so they never block it.
@@ -233,32 +277,41 @@ fn drive(
             } else {
                 continue;
             };
-            let done = match source.poll(room)? {
-                SourcePoll::Frames(frames) => {
+            let policy = job.plan.sources[index].late;
+            let done = match (source.poll(room)?, &mut input.handle) {
+                (SourcePoll::Frames(frames), InputHandle::Frames(handle)) => {
                     admitted_any |= !frames.is_empty();
-                    Metrics::add(&job.metrics.frames_admitted, frames.len() as u64);
-                    let mut handle = input.handle.activate();
-                    let mut frames = frames.into_iter().peekable();
-                    while let Some(mut frame) = frames.next() {
+                    admit(handle, capability, frames, &mut in_flight, &job.metrics, |mut frame, floor| {
                         let tick = job.clock.tick_of(frame.event_time);
                         // A frame that breaks its source's promise is late.
-                        frame.late |= tick < *capability.time();
-                        let at = if frame.late { capability.clone() } else { capability.delayed(&tick) };
-                        in_flight.admit(*at.time(), &job.metrics);
-                        let mut session = handle.session(&at);
-                        session.give(frame);
-                        // Frames of the same tick share one session.
-                        while let Some(next) =
-                            frames.next_if(|f| !f.late && job.clock.tick_of(f.event_time) == *at.time())
-                        {
-                            in_flight.admit(*at.time(), &job.metrics);
-                            session.give(next);
-                        }
-                    }
+                        frame.late |= tick < floor;
+                        if frame.late { (frame, floor) } else { (frame, tick) }
+                    });
                     false
                 }
-                SourcePoll::Idle => false,
-                SourcePoll::Done => true,
+                (SourcePoll::Detections(rows), InputHandle::Detections(handle)) => {
+                    admitted_any |= !rows.is_empty();
+                    admit(handle, capability, rows, &mut in_flight, &job.metrics, |row, floor| match row {
+                        Ok(d) if job.clock.tick_of(d.event_time) >= floor => {
+                            let tick = job.clock.tick_of(d.event_time);
+                            (Ok(d), tick)
+                        }
+                        Ok(d) => {
+                            Metrics::add(&job.metrics.frames_late, 1);
+                            (Err(late_row(&d, policy)), floor)
+                        }
+                        Err(refused) => {
+                            Metrics::add(&job.metrics.frames_rejected, 1);
+                            (Err(refused), floor)
+                        }
+                    });
+                    false
+                }
+                (SourcePoll::Frames(_) | SourcePoll::Detections(_), _) => {
+                    return Err(format!("source `{}` produced rows of the wrong kind", job.plan.sources[index].name));
+                }
+                (SourcePoll::Idle, _) => false,
+                (SourcePoll::Done, _) => true,
             };
             match source.watermark() {
                 Some(promise) if !done => {
