@@ -147,17 +147,52 @@ impl FrameOutcome {
 /// A scalar in a result row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Value {
+    Null,
     Str(Arc<str>),
     Int(i64),
+    Float(F64),
     /// A point in time, ms since the Unix epoch.
     Time(Millis),
+}
+
+/// An `f64` with a total order (`total_cmp`), so rows holding one can be
+/// sorted, hashed and used as keys.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct F64(pub f64);
+
+impl PartialEq for F64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl Eq for F64 {}
+
+impl PartialOrd for F64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for F64 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl std::hash::Hash for F64 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
 }
 
 impl Serialize for RowValue<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
+            Value::Null => s.serialize_none(),
             Value::Str(v) => s.serialize_str(v),
             Value::Int(v) => s.serialize_i64(*v),
+            Value::Float(v) => s.serialize_f64(v.0),
             Value::Time(ms) => s.serialize_str(&format_rfc3339_ms(*ms)),
         }
     }

@@ -67,26 +67,73 @@ pub struct StreamSpec {
     pub options: Options,
 }
 
-/// A column of the detection schema a view can group by.
+/// A column of the detection schema, as views group and aggregate it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DetectionColumn {
+    FrameId,
     Tenant,
     SourceId,
     Operator,
     Label,
+    Text,
+    Confidence,
+    X,
+    Y,
+    W,
+    H,
 }
 
 impl DetectionColumn {
-    pub const ALL: [(&'static str, DetectionColumn); 4] = [
+    pub const ALL: [(&'static str, DetectionColumn); 11] = [
+        ("frame_id", DetectionColumn::FrameId),
         ("tenant", DetectionColumn::Tenant),
         ("source_id", DetectionColumn::SourceId),
         ("operator", DetectionColumn::Operator),
         ("label", DetectionColumn::Label),
+        ("text", DetectionColumn::Text),
+        ("confidence", DetectionColumn::Confidence),
+        ("x", DetectionColumn::X),
+        ("y", DetectionColumn::Y),
+        ("w", DetectionColumn::W),
+        ("h", DetectionColumn::H),
     ];
 
     pub fn from_name(name: &str) -> Option<DetectionColumn> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
     }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(self, DetectionColumn::Confidence | DetectionColumn::X | DetectionColumn::Y | DetectionColumn::W | DetectionColumn::H)
+    }
+}
+
+/// An aggregate function of a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateFunction {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// One aggregate: `count(*)` has no column; `count(DISTINCT label)` is
+/// distinct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AggregateSpec {
+    pub function: AggregateFunction,
+    pub column: Option<DetectionColumn>,
+    pub distinct: bool,
+}
+
+/// When a view's rows go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EmitMode {
+    /// One row per window and group, once the frontier passes its end.
+    #[default]
+    Final,
+    /// Every change as it is computed, with a `diff` column of +1 or -1.
+    Updates,
 }
 
 /// Event-time windows a view aggregates over.
@@ -94,6 +141,28 @@ impl DetectionColumn {
 pub enum WindowSpec {
     /// Fixed, non-overlapping windows of `size_ms`, aligned to the epoch.
     Tumble { size_ms: Millis },
+    /// Windows of `size_ms` starting every `slide_ms`, aligned to the epoch:
+    /// a row belongs to every window that covers it.
+    Hop { slide_ms: Millis, size_ms: Millis },
+}
+
+impl WindowSpec {
+    pub fn size_ms(&self) -> Millis {
+        match *self {
+            WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => size_ms,
+        }
+    }
+
+    /// The starts of the windows holding event time `t`, earliest first.
+    pub fn starts(&self, t: Millis) -> impl Iterator<Item = Millis> {
+        let (slide, size) = match *self {
+            WindowSpec::Tumble { size_ms } => (size_ms, size_ms),
+            WindowSpec::Hop { slide_ms, size_ms } => (slide_ms, size_ms),
+        };
+        let last = t.div_euclid(slide) * slide;
+        let first = (t - size).div_euclid(slide) * slide + slide;
+        (first..=last).step_by(slide as usize)
+    }
 }
 
 /// One output column of a view, in SELECT order.
@@ -102,7 +171,8 @@ pub enum ViewColumn {
     Key { name: String, column: DetectionColumn },
     WindowStart { name: String },
     WindowEnd { name: String },
-    Count { name: String },
+    /// The aggregate at `index` of the view's `aggregates`.
+    Aggregate { name: String, index: usize },
 }
 
 impl ViewColumn {
@@ -111,20 +181,21 @@ impl ViewColumn {
             ViewColumn::Key { name, .. }
             | ViewColumn::WindowStart { name }
             | ViewColumn::WindowEnd { name }
-            | ViewColumn::Count { name } => name,
+            | ViewColumn::Aggregate { name, .. } => name,
         }
     }
 }
 
-/// A windowed aggregate over a stream, emitted once per window when the
-/// frontier passes the window's end.
+/// A windowed aggregate over a stream.
 #[derive(Clone, Debug)]
 pub struct ViewSpec {
     pub name: String,
     pub input: String,
     pub window: WindowSpec,
     pub group_by: Vec<DetectionColumn>,
+    pub aggregates: Vec<AggregateSpec>,
     pub columns: Vec<ViewColumn>,
+    pub emit: EmitMode,
 }
 
 #[derive(Clone, Debug)]

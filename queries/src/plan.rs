@@ -3,9 +3,10 @@
 //!
 //! What a stream may be: `SELECT * FROM <VISION_FN>(source, ..., name =>
 //! value, ...)`. What a view may be: `SELECT <keys, window_start,
-//! window_end, count(*)> FROM TUMBLE(stream, event_time, INTERVAL ...) GROUP
-//! BY <keys, window_start, window_end>`. Anything else is refused with its
-//! location, so no statement is silently half-understood.
+//! window_end, aggregates> FROM TUMBLE(...) | HOP(...) GROUP BY <keys,
+//! window_start, window_end>`, aggregates being count(*), count([DISTINCT]
+//! col), sum, avg, min and max of a detection column. Anything else is
+//! refused with its location, so no statement is silently half-understood.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,7 +18,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    DEAD_LETTER, DetectionColumn, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamSpec, ViewColumn,
+    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamSpec, ViewColumn,
     ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
@@ -32,7 +33,7 @@ const DETECTION_SOURCES: &[&str] = &["detections"];
 /// What a view or sink may read.
 const STREAMS: &[Relation] = &[Relation::Stream, Relation::DetectionSource];
 /// Window table functions.
-const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE"];
+const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE", "HOP"];
 /// Allowed lateness of a source that does not say.
 const DEFAULT_LATENESS_MS: Millis = 5_000;
 
@@ -225,12 +226,14 @@ impl Planner {
     }
 
     fn add_view(&mut self, ident: &Ident, options: &[OptionValue], query: &Query) -> Result<(), QueryError> {
+        let mut emit = EmitMode::Final;
         for option in options {
             match (name_of(&option.key).as_str(), option.value.as_str()) {
-                ("emit", "final") => {}
+                ("emit", "final") => emit = EmitMode::Final,
+                ("emit", "updates") => emit = EmitMode::Updates,
                 ("emit", other) => {
-                    return Err(QueryError::at(option.span, format!("emit = '{other}' is not supported"))
-                        .with_hint("views emit 'final' rows, once per window"));
+                    return Err(QueryError::at(option.span, format!("emit = '{other}' is not a mode"))
+                        .with_hint("'final' (one row per window) or 'updates' (every change, with a diff)"));
                 }
                 (key, _) => {
                     return Err(
@@ -243,21 +246,35 @@ impl Planner {
         refuse_clauses(select, true)?;
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
-        if !WINDOW_FUNCTIONS.contains(&upper.as_str()) {
-            return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
-                .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
-        }
+        let usage = match upper.as_str() {
+            "TUMBLE" => "TUMBLE(stream, event_time, INTERVAL size)",
+            "HOP" => "HOP(stream, event_time, INTERVAL slide, INTERVAL size)",
+            _ => {
+                return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
+                    .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
+            }
+        };
         let positional: Vec<&Expr> = args
             .args
             .iter()
             .map(|a| match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                other => Err(QueryError::at(other.span(), "TUMBLE takes (stream, event_time, INTERVAL ...)")),
+                other => Err(QueryError::at(other.span(), format!("expected {usage}"))),
             })
             .collect::<Result<_, _>>()?;
-        let [Expr::Identifier(stream), Expr::Identifier(time_column), size] = positional.as_slice() else {
-            return Err(QueryError::at(function.span, "TUMBLE takes (stream, event_time, INTERVAL ...)")
-                .with_hint("e.g. TUMBLE(detections, event_time, INTERVAL '10' SECOND)"));
+        let (stream, time_column, window) = match (upper.as_str(), positional.as_slice()) {
+            ("TUMBLE", [Expr::Identifier(stream), Expr::Identifier(time), size]) => {
+                (stream, time, WindowSpec::Tumble { size_ms: interval_ms(size)? })
+            }
+            ("HOP", [Expr::Identifier(stream), Expr::Identifier(time), slide, size]) => {
+                let (slide_ms, size_ms) = (interval_ms(slide)?, interval_ms(size)?);
+                if slide_ms > size_ms {
+                    return Err(QueryError::at(slide.span(), "a HOP's slide cannot be longer than its size")
+                        .with_hint("HOP(stream, event_time, INTERVAL slide, INTERVAL size)"));
+                }
+                (stream, time, WindowSpec::Hop { slide_ms, size_ms })
+            }
+            _ => return Err(QueryError::at(function.span, format!("expected {usage}"))),
         };
         let input = self.resolve(stream, STREAMS, "stream")?;
         if name_of(time_column) != "event_time" {
@@ -266,12 +283,11 @@ impl Planner {
                 format!("windows are over `event_time`, not `{}`", time_column.value),
             ));
         }
-        let size_ms = interval_ms(size)?;
         let group_by = self.group_by(select)?;
-        let columns = view_columns(select, &group_by)?;
+        let (columns, aggregates) = view_columns(select, &group_by)?;
         let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
         let name = self.declare(ident, Relation::View)?;
-        self.plan.views.push(ViewSpec { name, input, window: WindowSpec::Tumble { size_ms }, group_by, columns });
+        self.plan.views.push(ViewSpec { name, input, window, group_by, aggregates, columns, emit });
         Ok(())
     }
 
@@ -343,8 +359,9 @@ impl GroupKey {
     }
 }
 
-fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn>, QueryError> {
+fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<(Vec<ViewColumn>, Vec<AggregateSpec>), QueryError> {
     let mut columns = Vec::new();
+    let mut aggregates = Vec::new();
     for item in &select.projection {
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(expr) => (expr, None),
@@ -363,6 +380,7 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn
                     let known = known_columns().collect::<Vec<_>>();
                     let error = if known.contains(&name.as_str()) {
                         QueryError::at(ident.span, format!("`{name}` must appear in GROUP BY to be selected"))
+                            .with_hint("or aggregate it, e.g. max(confidence)")
                     } else {
                         QueryError::at(ident.span, format!("unknown column `{name}`")).suggesting(&name, known)
                     };
@@ -376,41 +394,71 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<Vec<ViewColumn
                 }
             }
             Expr::Function(function) => {
-                let fname = function.name.to_string().to_lowercase();
-                if fname != "count" {
-                    return Err(QueryError::at(
-                        function.name.span(),
-                        format!("aggregate `{fname}` is not supported yet"),
-                    )
-                    .with_hint("views count detections: count(*)"));
-                }
-                let counts_rows = match &function.args {
-                    FunctionArguments::List(list) => {
-                        list.duplicate_treatment.is_none()
-                            && matches!(list.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)])
-                    }
-                    _ => false,
-                };
-                if !counts_rows {
-                    return Err(QueryError::at(function.span(), format!("`{function}` is not supported yet"))
-                        .with_hint("use count(*)"));
-                }
-                ViewColumn::Count { name: alias.unwrap_or_else(|| "count".to_owned()) }
+                let aggregate = aggregate_spec(function)?;
+                let default_name = function.name.to_string().to_lowercase();
+                aggregates.push(aggregate);
+                ViewColumn::Aggregate { name: alias.unwrap_or(default_name), index: aggregates.len() - 1 }
             }
             other => {
-                return Err(QueryError::at(
-                    other.span(),
-                    format!("expression `{other}` is not supported in a view yet"),
-                )
-                .with_hint("select GROUP BY columns and count(*)"));
+                return Err(QueryError::at(other.span(), format!("expression `{other}` is not supported in a view yet"))
+                    .with_hint("select GROUP BY columns and aggregates such as count(*) or avg(confidence)"));
             }
         };
         if columns.iter().any(|c: &ViewColumn| c.name() == column.name()) {
-            return Err(QueryError::at(item.span(), format!("column `{}` appears twice", column.name())));
+            return Err(QueryError::at(item.span(), format!("column `{}` appears twice", column.name()))
+                .with_hint("name one with AS"));
         }
         columns.push(column);
     }
-    Ok(columns)
+    Ok((columns, aggregates))
+}
+
+const AGGREGATES: [(&str, AggregateFunction); 5] = [
+    ("count", AggregateFunction::Count),
+    ("sum", AggregateFunction::Sum),
+    ("avg", AggregateFunction::Avg),
+    ("min", AggregateFunction::Min),
+    ("max", AggregateFunction::Max),
+];
+
+/// `count(*)`, `count(col)`, `count(DISTINCT col)`, `sum(col)`, `avg(col)`,
+/// `min(col)`, `max(col)`.
+fn aggregate_spec(function: &sqlparser::ast::Function) -> Result<AggregateSpec, QueryError> {
+    let name = function.name.to_string().to_lowercase();
+    let Some((_, kind)) = AGGREGATES.iter().find(|(n, _)| *n == name) else {
+        return Err(QueryError::at(function.name.span(), format!("unknown aggregate `{name}`"))
+            .suggesting(&name, AGGREGATES.iter().map(|(n, _)| *n)));
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return Err(QueryError::at(function.span(), format!("{name} takes one argument")));
+    };
+    if function.filter.is_some() || function.over.is_some() || !list.clauses.is_empty() {
+        return Err(QueryError::at(function.span(), format!("`{function}`: FILTER, OVER and ORDER BY are not supported")));
+    }
+    let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
+    let column = match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if *kind == AggregateFunction::Count && !distinct => None,
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => {
+            let column_name = name_of(ident);
+            let column = DetectionColumn::from_name(&column_name).ok_or_else(|| {
+                QueryError::at(ident.span, format!("unknown column `{column_name}`"))
+                    .suggesting(&column_name, DetectionColumn::ALL.iter().map(|(n, _)| *n))
+            })?;
+            if matches!(kind, AggregateFunction::Sum | AggregateFunction::Avg) && !column.is_numeric() {
+                return Err(QueryError::at(ident.span, format!("{name}({column_name}): `{column_name}` is not a number"))
+                    .with_hint("numeric columns: confidence, x, y, w, h"));
+            }
+            Some(column)
+        }
+        _ => {
+            let usage = if *kind == AggregateFunction::Count { "count(*) or count([DISTINCT] column)" } else { "a column" };
+            return Err(QueryError::at(function.span(), format!("`{function}` is not supported")).with_hint(format!("{name} takes {usage}")));
+        }
+    };
+    if distinct && *kind != AggregateFunction::Count {
+        return Err(QueryError::at(function.span(), format!("DISTINCT is supported in count only, not {name}")));
+    }
+    Ok(AggregateSpec { function: *kind, column, distinct })
 }
 
 /// The one SELECT of a query, without set operations, ORDER BY or LIMIT.
@@ -516,7 +564,8 @@ mod tests {
         let view = &plan.views[0];
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
         assert_eq!(view.group_by, [DetectionColumn::SourceId, DetectionColumn::Label]);
-        assert_eq!(view.columns.last(), Some(&ViewColumn::Count { name: "n".into() }));
+        assert_eq!(view.columns.last(), Some(&ViewColumn::Aggregate { name: "n".into(), index: 0 }));
+        assert_eq!(view.aggregates, [AggregateSpec { function: AggregateFunction::Count, column: None, distinct: false }]);
         let dead_letter = plan.sinks.iter().find(|s| s.input == DEAD_LETTER).unwrap();
         assert_eq!(dead_letter.location.as_deref(), Some("out/dead_letter.jsonl"));
     }

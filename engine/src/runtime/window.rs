@@ -1,35 +1,38 @@
-//! Windowed views: detections are assigned to event-time windows, counted
-//! incrementally by differential dataflow, and each window's row is emitted
-//! once, when the frontier passes the window's end.
+//! Windowed views: detections are assigned to event-time windows, their
+//! aggregates maintained incrementally by differential dataflow, and the
+//! results emitted either once per window, when the frontier passes its end
+//! (`emit = 'final'`), or as every change with a `diff` (`emit = 'updates'`).
 //!
 //! ```text
-//!  detections ──AssignWindows──▶ (key, t, +1) ──count_total──▶ ((key, n), t, ±1)
-//!                                                                  │
-//!                                           EmitClosedWindows ◀────┘  (frontier ≥ end)
-//!                                                  │
-//!                                                  ▼ one ViewRow per (window, group)
+//!  detections ──AssignWindows──▶ ((group, start), inputs) ──reduce──▶ ((group, start), aggregates) ±1
+//!                                                                          │
+//!                        final: EmitClosedWindows (frontier ≥ end) ◀───────┤
+//!                        updates: EmitUpdates (each change, with diff) ◀───┘
 //! ```
 //!
-//! The count is maintained by differential's `count_total`: each new
-//! detection costs work for its own key only, whatever the history.
+//! A window's key holds its group and start, so the reduction for a new
+//! detection touches that window's rows only: the cost does not grow with
+//! history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
-use differential_dataflow::operators::CountTotal;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 
 use crate::metrics::Metrics;
-use crate::model::{Detection, Record, Value, ViewRow};
-use crate::plan::{DetectionColumn, ViewColumn, ViewSpec, WindowSpec};
+use crate::model::{Detection, F64, Record, Value, ViewRow};
+use crate::plan::{AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, ViewColumn, ViewSpec};
 use crate::time::{Millis, Tick, TickClock};
 
 /// The grouping key of one window row: the group-by values, then the
 /// window's start.
 type WindowKey = (Vec<Value>, Millis);
+/// The values a row contributes, one per aggregate (`Null` for `count(*)`).
+type Inputs = Vec<Value>;
+type Update = ((WindowKey, Vec<Value>), Tick, isize);
 
 /// Builds the dataflow of one view over a detection stream.
 pub(crate) fn build_view<'scope>(
@@ -38,9 +41,10 @@ pub(crate) fn build_view<'scope>(
     clock: TickClock,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Tick, Record> {
-    let WindowSpec::Tumble { size_ms } = spec.window;
+    let window = spec.window;
     let group_by = spec.group_by.clone();
-    let keys = detections.unary(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
+    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let keyed = detections.unary(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
         move |input, output| {
             input.for_each_stamp(|cap, data| {
                 // A stamp is a non-empty set of times: the least exists.
@@ -48,60 +52,150 @@ pub(crate) fn build_view<'scope>(
                 let mut session = output.session(&cap);
                 for batch in data {
                     for d in batch.drain(..) {
-                        let group = group_by.iter().map(|c| group_value(&d, *c)).collect();
-                        let start = d.event_time.div_euclid(size_ms) * size_ms;
-                        session.give(((group, start), time, 1isize));
+                        let group: Vec<Value> = group_by.iter().map(|c| column_value(&d, *c)).collect();
+                        let values: Inputs = inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
+                        for start in window.starts(d.event_time) {
+                            session.give((((group.clone(), start), values.clone()), time, 1isize));
+                        }
                     }
                 }
             })
         }
     });
-    let counts = keys.as_collection().count_total();
-    emit_closed_windows(counts.inner, spec, size_ms, clock, metrics)
+    let aggregates = spec.aggregates.clone();
+    let results = keyed
+        .as_collection()
+        .reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
+            output.push((evaluate(&aggregates, rows), 1isize));
+        });
+    let shape = RowShape::new(spec);
+    match spec.emit {
+        EmitMode::Final => emit_closed_windows(results.inner, spec, shape, clock, metrics),
+        EmitMode::Updates => emit_updates(results.inner, spec, shape, metrics),
+    }
 }
 
-fn group_value(d: &Detection, column: DetectionColumn) -> Value {
-    Value::Str(match column {
-        DetectionColumn::Tenant => d.tenant.clone(),
-        DetectionColumn::SourceId => d.source_id.clone(),
-        DetectionColumn::Operator => d.operator.clone(),
-        DetectionColumn::Label => d.label.clone(),
-    })
+/// The value of a detection's column, as views see it.
+pub(crate) fn column_value(d: &Detection, column: DetectionColumn) -> Value {
+    let float = |v: f32| Value::Float(F64(f64::from(v)));
+    match column {
+        DetectionColumn::FrameId => Value::Str(d.frame_id.clone()),
+        DetectionColumn::Tenant => Value::Str(d.tenant.clone()),
+        DetectionColumn::SourceId => Value::Str(d.source_id.clone()),
+        DetectionColumn::Operator => Value::Str(d.operator.clone()),
+        DetectionColumn::Label => Value::Str(d.label.clone()),
+        DetectionColumn::Text => d.text.as_deref().map_or(Value::Null, |t| Value::Str(t.into())),
+        DetectionColumn::Confidence => float(d.confidence),
+        DetectionColumn::X => float(d.x),
+        DetectionColumn::Y => float(d.y),
+        DetectionColumn::W => float(d.w),
+        DetectionColumn::H => float(d.h),
+    }
 }
 
-/// The counts of the windows ending at one tick, and the capability to emit
-/// them at that tick.
+/// Every aggregate of one window and group, from its rows and their
+/// multiplicities.
+fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) -> Vec<Value> {
+    aggregates
+        .iter()
+        .enumerate()
+        .map(|(i, aggregate)| {
+            let present = rows.iter().filter(|(v, n)| *n > 0 && (aggregate.column.is_none() || v[i] != Value::Null));
+            let count: isize = present.clone().map(|(_, n)| n).sum();
+            let number = |v: &Value| match v {
+                Value::Float(f) => f.0,
+                Value::Int(n) => *n as f64,
+                _ => 0.0,
+            };
+            let sum = || present.clone().map(|(v, n)| number(&v[i]) * *n as f64).sum::<f64>();
+            match aggregate.function {
+                AggregateFunction::Count if aggregate.distinct => {
+                    Value::Int(present.map(|(v, _)| &v[i]).collect::<BTreeSet<_>>().len() as i64)
+                }
+                AggregateFunction::Count => Value::Int(count as i64),
+                _ if count == 0 => Value::Null,
+                AggregateFunction::Sum => Value::Float(F64(sum())),
+                AggregateFunction::Avg => Value::Float(F64(sum() / count as f64)),
+                AggregateFunction::Min => present.map(|(v, _)| v[i].clone()).min().unwrap_or(Value::Null),
+                AggregateFunction::Max => present.map(|(v, _)| v[i].clone()).max().unwrap_or(Value::Null),
+            }
+        })
+        .collect()
+}
+
+/// How a view's columns are made from a window key and its aggregates.
+#[derive(Clone)]
+struct RowShape {
+    columns: Arc<[Arc<str>]>,
+    layout: Vec<ViewColumn>,
+    group_by: Vec<DetectionColumn>,
+    size_ms: Millis,
+}
+
+impl RowShape {
+    fn new(spec: &ViewSpec) -> RowShape {
+        let mut columns: Vec<Arc<str>> = spec.columns.iter().map(|c| Arc::from(c.name())).collect();
+        if spec.emit == EmitMode::Updates {
+            columns.push("diff".into());
+        }
+        RowShape {
+            columns: columns.into(),
+            layout: spec.columns.clone(),
+            group_by: spec.group_by.clone(),
+            size_ms: spec.window.size_ms(),
+        }
+    }
+
+    fn row(&self, (group, start): &WindowKey, aggregates: &[Value], diff: Option<isize>) -> ViewRow {
+        let mut values: Vec<Value> = self
+            .layout
+            .iter()
+            .map(|column| match column {
+                ViewColumn::Key { column, .. } => {
+                    // The planner only accepts key columns that are grouped by.
+                    let index = self.group_by.iter().position(|g| g == column);
+                    index.map_or(Value::Null, |i| group[i].clone())
+                }
+                ViewColumn::WindowStart { .. } => Value::Time(*start),
+                ViewColumn::WindowEnd { .. } => Value::Time(start + self.size_ms),
+                ViewColumn::Aggregate { index, .. } => aggregates.get(*index).cloned().unwrap_or(Value::Null),
+            })
+            .collect();
+        values.extend(diff.map(|d| Value::Int(d as i64)));
+        ViewRow { columns: self.columns.clone(), values }
+    }
+}
+
+/// The results of the windows ending at one tick, and the capability to
+/// emit them at that tick.
 struct PendingWindows {
     capability: Capability<Tick>,
-    /// Accumulated differences per (key, count): once a window is complete,
-    /// the one entry per key with a positive total is its final count.
-    counts: HashMap<(WindowKey, isize), isize>,
+    /// Accumulated differences per (key, aggregates): once a window is
+    /// complete, the one entry per key with a positive total is final.
+    results: HashMap<(WindowKey, Vec<Value>), isize>,
 }
 
 fn emit_closed_windows<'scope>(
-    updates: StreamVec<'scope, Tick, ((WindowKey, isize), Tick, isize)>,
+    updates: StreamVec<'scope, Tick, Update>,
     spec: &ViewSpec,
-    size_ms: Millis,
+    shape: RowShape,
     clock: TickClock,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Tick, Record> {
-    let columns: Arc<[Arc<str>]> = spec.columns.iter().map(|c| Arc::from(c.name())).collect();
-    let layout = spec.columns.clone();
-    let group_by = spec.group_by.clone();
     updates.unary_frontier(Pipeline, &format!("EmitClosedWindows: {}", spec.name), move |_, _| {
         let mut pending: BTreeMap<Tick, PendingWindows> = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, data| {
                 for batch in data {
-                    for ((key, count), time, diff) in batch.drain(..) {
-                        let end = clock.tick_at_or_after(key.1 + size_ms);
-                        // Detections of a window carry times before its end,
-                        // so the capability can always be delayed to it.
+                    for ((key, aggregates), time, diff) in batch.drain(..) {
+                        let end = clock.tick_at_or_after(key.1 + shape.size_ms);
+                        // Rows of a window carry times before its end, so
+                        // the capability can always be delayed to it.
                         let entry = pending.entry(end).or_insert_with(|| PendingWindows {
                             capability: cap.delayed(&end.max(time), 0),
-                            counts: HashMap::new(),
+                            results: HashMap::new(),
                         });
-                        *entry.counts.entry((key, count)).or_insert(0) += diff;
+                        *entry.results.entry((key, aggregates)).or_insert(0) += diff;
                     }
                 }
             });
@@ -111,10 +205,10 @@ fn emit_closed_windows<'scope>(
                 }
                 let closed = entry.remove();
                 let mut rows: Vec<ViewRow> = closed
-                    .counts
+                    .results
                     .into_iter()
                     .filter(|(_, diff)| *diff > 0)
-                    .map(|((key, count), _)| view_row(&columns, &layout, &group_by, &key, size_ms, count))
+                    .map(|((key, aggregates), _)| shape.row(&key, &aggregates, None))
                     .collect();
                 rows.sort_by(|a, b| a.values.cmp(&b.values));
                 Metrics::add(&metrics.windows_closed, rows.len() as u64);
@@ -124,26 +218,29 @@ fn emit_closed_windows<'scope>(
     })
 }
 
-fn view_row(
-    columns: &Arc<[Arc<str>]>,
-    layout: &[ViewColumn],
-    group_by: &[DetectionColumn],
-    (group, start): &WindowKey,
-    size_ms: Millis,
-    count: isize,
-) -> ViewRow {
-    let values = layout
-        .iter()
-        .map(|column| match column {
-            ViewColumn::Key { column, .. } => {
-                let index = group_by.iter().position(|g| g == column);
-                // The planner only accepts key columns that are grouped by.
-                index.map_or(Value::Str("".into()), |i| group[i].clone())
-            }
-            ViewColumn::WindowStart { .. } => Value::Time(*start),
-            ViewColumn::WindowEnd { .. } => Value::Time(start + size_ms),
-            ViewColumn::Count { .. } => Value::Int(count as i64),
-        })
-        .collect();
-    ViewRow { columns: columns.clone(), values }
+/// Every change of every window, as differential computes it: a retraction
+/// of the old row (`diff` -1) and the new row (`diff` +1).
+fn emit_updates<'scope>(
+    updates: StreamVec<'scope, Tick, Update>,
+    spec: &ViewSpec,
+    shape: RowShape,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, Tick, Record> {
+    updates.unary(Pipeline, &format!("EmitUpdates: {}", spec.name), move |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let mut session = output.session(&cap);
+                for batch in data {
+                    let mut rows: Vec<_> = batch.drain(..).collect();
+                    // Retractions first, so a reader applying rows in order
+                    // never sees two values for one window at once.
+                    rows.sort_by_key(|(_, time, diff)| (*time, *diff));
+                    Metrics::add(&metrics.windows_closed, rows.iter().filter(|(_, _, d)| *d > 0).count() as u64);
+                    for ((key, aggregates), _, diff) in rows {
+                        session.give(Record::View(shape.row(&key, &aggregates, Some(diff))));
+                    }
+                }
+            })
+        }
+    })
 }
