@@ -88,17 +88,7 @@ fn main() -> ExitCode {
 }
 
 fn run_job(args: RunArgs) -> Result<()> {
-    let sql =
-        std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
-    let plan = queries::plan_job(&sql).map_err(|e| {
-        let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
-        anyhow::anyhow!("{}:{}:{}: {}{hint}", args.job.display(), e.line, e.column, e.message)
-    })?;
-    let device = gpu::resolve(args.device)?;
-    if let gpu::Device::Cpu { fallback_reason: Some(reason) } = &device {
-        eprintln!("frameflow: running on the CPU ({reason})");
-    }
-
+    let sql = std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
     let mut store = ModelStore::in_assets(&args.assets);
     store.models_dir = args.models.unwrap_or(store.models_dir);
     store.onnxruntime = args.onnxruntime.unwrap_or(store.onnxruntime);
@@ -106,6 +96,19 @@ fn run_job(args: RunArgs) -> Result<()> {
     let mut registry = Registry::new(Arc::new(FrameDecoder::new(limits)));
     connectors::register(&mut registry);
     operators::register(&mut registry, &store);
+
+    let catalog = queries::Catalog {
+        source_kinds: registry.sources.keys().map(|k| k.to_string()).collect(),
+        sink_kinds: registry.sinks.keys().map(|k| k.to_string()).collect(),
+    };
+    let plan = queries::plan_job_in(&sql, &catalog).map_err(|e| {
+        let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
+        anyhow::anyhow!("{}:{}:{}: {}{hint}", args.job.display(), e.line, e.column, e.message)
+    })?;
+    let device = gpu::resolve(args.device)?;
+    if let gpu::Device::Cpu { fallback_reason: Some(reason) } = &device {
+        eprintln!("frameflow: running on the CPU ({reason})");
+    }
 
     let config =
         RunConfig { workers: args.workers.max(1), tick_ms: args.tick_ms, max_in_flight_frames: args.max_in_flight };

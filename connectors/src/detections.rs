@@ -18,16 +18,18 @@ use engine::model::{Detection, FrameOutcome, Outcome};
 use engine::plan::SourceSpec;
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
 use engine::time::Millis;
-use engine::watermark::CameraWatermarks;
+use engine::plan::LatePolicy;
+use engine::watermark::{CameraWatermarks, late_row};
 
-use crate::options::reject_unknown;
 
 #[derive(Debug, Default)]
 pub struct DetectionsSourceFactory;
 
 impl SourceFactory for DetectionsSourceFactory {
     fn validate(&self, spec: &SourceSpec) -> Result<(), String> {
-        reject_unknown(&spec.options, &[])?;
+        if let Some(option) = spec.options.keys().next() {
+            return Err(format!("DETECTIONS takes no option `{option}`; its options: lateness, late, tenant"));
+        }
         let path = spec.location.as_deref().ok_or("DETECTIONS needs a file: FROM DETECTIONS 'rows.jsonl'")?;
         if !path.ends_with(".jsonl") {
             return Err(format!("`{path}` is not a .jsonl file; DETECTIONS reads JSON lines"));
@@ -60,7 +62,12 @@ impl SourceFactory for DetectionsSourceFactory {
                 rows.push_back(row);
             }
         }
-        Ok(Box::new(DetectionsSource { rows, earliest, watermarks: CameraWatermarks::new(spec.lateness_ms) }))
+        Ok(Box::new(DetectionsSource {
+            rows,
+            earliest,
+            watermarks: CameraWatermarks::new(spec.lateness_ms),
+            late: spec.late,
+        }))
     }
 }
 
@@ -83,6 +90,7 @@ struct DetectionsSource {
     /// Each camera's earliest row: the promise for a camera not yet seen.
     earliest: BTreeMap<Arc<str>, Millis>,
     watermarks: CameraWatermarks,
+    late: LatePolicy,
 }
 
 impl Source for DetectionsSource {
@@ -90,11 +98,11 @@ impl Source for DetectionsSource {
         if self.rows.is_empty() {
             return Ok(SourcePoll::Done);
         }
-        let batch: Vec<_> = self.rows.drain(..max.min(self.rows.len())).collect();
-        for d in batch.iter().flatten() {
-            self.watermarks.observe(&d.source_id, d.event_time);
-        }
-        Ok(SourcePoll::Detections(batch))
+        let batch = self.rows.drain(..max.min(self.rows.len())).map(|row| match row {
+            Ok(d) if self.watermarks.observe(&d.source_id, d.event_time) => Err(late_row(&d, self.late)),
+            row => row,
+        });
+        Ok(SourcePoll::Detections(batch.collect()))
     }
 
     fn watermark(&mut self) -> Option<Millis> {

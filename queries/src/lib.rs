@@ -14,4 +14,4 @@ pub mod parse;
 pub mod plan;
 
 pub use error::QueryError;
-pub use plan::plan_job;
+pub use plan::{Catalog, plan_job, plan_job_in};

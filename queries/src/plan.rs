@@ -37,9 +37,14 @@ const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE", "HOP"];
 /// Allowed lateness of a source that does not say.
 const DEFAULT_LATENESS_MS: Millis = 5_000;
 
-/// Parses and plans a job.
+/// Parses and plans a job, without checking connector kinds.
 pub fn plan_job(sql: &str) -> Result<JobPlan, QueryError> {
-    let mut planner = Planner::default();
+    plan_job_in(sql, &Catalog::default())
+}
+
+/// Parses and plans a job whose connectors must be in `catalog`.
+pub fn plan_job_in(sql: &str, catalog: &Catalog) -> Result<JobPlan, QueryError> {
+    let mut planner = Planner { catalog: catalog.clone(), ..Planner::default() };
     for statement in parse_job(sql)? {
         planner.add(statement)?;
     }
@@ -57,10 +62,43 @@ enum Relation {
     Sink,
 }
 
+impl Relation {
+    fn describe(self) -> &'static str {
+        match self {
+            Relation::Source => "source of frames",
+            Relation::DetectionSource => "source of detections",
+            Relation::Stream => "stream",
+            Relation::View => "view",
+            Relation::Sink => "sink",
+        }
+    }
+}
+
+/// The connector kinds a job may name, from the registry of the binary
+/// that will run it. Empty lists are not checked.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub source_kinds: Vec<String>,
+    pub sink_kinds: Vec<String>,
+}
+
+impl Catalog {
+    fn check(known: &[String], kind: &Ident, what: &str) -> Result<(), QueryError> {
+        let name = name_of(kind);
+        if known.is_empty() || known.contains(&name) {
+            return Ok(());
+        }
+        let known = known.iter().map(|k| k.to_uppercase()).collect::<Vec<_>>();
+        Err(QueryError::at(kind.span, format!("unknown {what} `{}`", kind.value))
+            .suggesting(&name.to_uppercase(), known.iter().map(String::as_str)))
+    }
+}
+
 #[derive(Default)]
 struct Planner {
     plan: JobPlan,
     names: HashMap<String, (Relation, Span)>,
+    catalog: Catalog,
 }
 
 fn name_of(ident: &Ident) -> String {
@@ -106,7 +144,7 @@ impl Planner {
         match self.names.get(&name) {
             Some((relation, _)) if kinds.contains(relation) => Ok(name),
             Some((relation, _)) => {
-                Err(QueryError::at(ident.span, format!("`{name}` is a {relation:?}, not a {what}").to_lowercase()))
+                Err(QueryError::at(ident.span, format!("`{name}` is a {}, not a {what}", relation.describe())))
             }
             None => {
                 let known: Vec<&str> =
@@ -124,6 +162,7 @@ impl Planner {
             Statement::CreateStream { name, query } => self.add_stream(&name, &query),
             Statement::CreateView { name, options, query } => self.add_view(&name, &options, &query),
             Statement::CreateSink { name, input, kind, location, options } => {
+                Catalog::check(&self.catalog.sink_kinds, &kind, "sink kind")?;
                 let name = self.declare(&name, Relation::Sink)?;
                 let input = match name_of(&input).as_str() {
                     OUTCOMES | DEAD_LETTER => name_of(&input),
@@ -143,6 +182,7 @@ impl Planner {
         location: Option<String>,
         options: &[OptionValue],
     ) -> Result<(), QueryError> {
+        Catalog::check(&self.catalog.source_kinds, kind, "source kind")?;
         let rows =
             if DETECTION_SOURCES.contains(&name_of(kind).as_str()) { SourceRows::Detections } else { SourceRows::Frames };
         let relation = if rows == SourceRows::Detections { Relation::DetectionSource } else { Relation::Source };
@@ -204,7 +244,7 @@ impl Planner {
         for arg in &args.args {
             match arg {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(source))) => {
-                    sources.push(self.resolve(source, &[Relation::Source], "source")?);
+                    sources.push(self.resolve(source, &[Relation::Source], "source of frames")?);
                 }
                 FunctionArg::Named { name, arg: FunctionArgExpr::Expr(value), .. } => {
                     if options.insert(name_of(name), literal_text(value)?).is_some() {

@@ -124,8 +124,6 @@ pub(crate) fn build<'scope>(
     Ok(inputs)
 }
 
-pub(crate) const LATE_REASON: &str = "event time is behind the camera's watermark (newest frame minus lateness)";
-
 /// Decodes frames; late and undecodable frames become outcomes.
 fn decode<'scope>(
     frames: StreamVec<'scope, Tick, Frame>,
@@ -135,7 +133,7 @@ fn decode<'scope>(
     frames.ok_err(move |frame: Frame| {
         if frame.late {
             Metrics::add(&job.metrics.frames_late, 1);
-            let reason = (late == LatePolicy::DeadLetter).then(|| LATE_REASON.to_owned());
+            let reason = (late == LatePolicy::DeadLetter).then(|| crate::watermark::LATE_REASON.to_owned());
             return Err(outcome(&frame, Outcome::Late, "source", reason, 0));
         }
         if let Some(reason) = &frame.refused {

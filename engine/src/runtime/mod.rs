@@ -23,8 +23,8 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::plan::JobPlan;
 use crate::registry::{Partition, Registry, Source, SourcePoll};
 use crate::time::{Tick, TickClock};
-use crate::model::{FrameOutcome, Outcome};
-use crate::plan::LatePolicy;
+use crate::model::Outcome;
+use crate::watermark::late_row;
 use dataflow::{InputHandle, Prepared, SourceInput};
 use timely::dataflow::operators::ActivateCapability;
 
@@ -235,20 +235,6 @@ fn admit<T: 'static>(
     }
 }
 
-/// The outcome of a detection row that arrived behind its watermark.
-fn late_row(d: &crate::model::Detection, policy: LatePolicy) -> FrameOutcome {
-    FrameOutcome {
-        frame_id: d.frame_id.clone(),
-        tenant: d.tenant.clone(),
-        source_id: d.source_id.clone(),
-        event_time: d.event_time,
-        outcome: Outcome::Late,
-        stage: "source".into(),
-        reason: (policy == LatePolicy::DeadLetter).then(|| dataflow::LATE_REASON.to_owned()),
-        detections: 0,
-    }
-}
-
 /// The worker's loop: admit, promise, step — until every source is done and
 /// every result delivered.
 fn drive(
@@ -296,13 +282,18 @@ fn drive(
                             let tick = job.clock.tick_of(d.event_time);
                             (Ok(d), tick)
                         }
+                        // A row that breaks its source's promise is late.
                         Ok(d) => {
                             Metrics::add(&job.metrics.frames_late, 1);
                             (Err(late_row(&d, policy)), floor)
                         }
-                        Err(refused) => {
-                            Metrics::add(&job.metrics.frames_rejected, 1);
-                            (Err(refused), floor)
+                        Err(outcome) => {
+                            let counter = match outcome.outcome {
+                                Outcome::Late => &job.metrics.frames_late,
+                                _ => &job.metrics.frames_rejected,
+                            };
+                            Metrics::add(counter, 1);
+                            (Err(outcome), floor)
                         }
                     });
                     false

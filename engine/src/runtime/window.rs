@@ -77,7 +77,10 @@ pub(crate) fn build_view<'scope>(
 
 /// The value of a detection's column, as views see it.
 pub(crate) fn column_value(d: &Detection, column: DetectionColumn) -> Value {
-    let float = |v: f32| Value::Float(F64(f64::from(v)));
+    // The f64 nearest the f32's shortest decimal form (0.8 rather than
+    // 0.800000011920929): what the JSONL shows, and what a batch engine
+    // reading that JSONL computes with.
+    let float = |v: f32| Value::Float(F64(format!("{v}").parse().unwrap_or(f64::from(v))));
     match column {
         DetectionColumn::FrameId => Value::Str(d.frame_id.clone()),
         DetectionColumn::Tenant => Value::Str(d.tenant.clone()),

@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM DETECTIONS 'data/nothing-here.jsonl';
+CREATE SINK out FROM d INTO STDOUT;

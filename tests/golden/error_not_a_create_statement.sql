@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl';
+SELECT * FROM d;

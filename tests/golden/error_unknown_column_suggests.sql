@@ -1,0 +1,3 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl';
+CREATE VIEW v AS
+  SELECT lable, window_start, count(*) AS n FROM TUMBLE(d, event_time, INTERVAL '1' MINUTE) GROUP BY lable, window_start;

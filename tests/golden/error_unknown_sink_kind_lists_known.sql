@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl';
+CREATE SINK out FROM d INTO WEBHOOK 'http://127.0.0.1:9/hook';

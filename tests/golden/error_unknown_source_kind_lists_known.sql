@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM KAFKA WITH (topic = 'frames');
+CREATE SINK out FROM outcomes INTO STDOUT;

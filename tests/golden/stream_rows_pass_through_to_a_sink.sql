@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl' WITH (tenant = 'acme');
+CREATE SINK out FROM d INTO STDOUT;
