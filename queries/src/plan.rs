@@ -144,7 +144,8 @@ impl Planner {
         match self.names.get(&name) {
             Some((relation, _)) if kinds.contains(relation) => Ok(name),
             Some((relation, _)) => {
-                Err(QueryError::at(ident.span, format!("`{name}` is a {}, not a {what}", relation.describe())))
+                let wanted = kinds.first().map_or(what, |k| k.describe());
+                Err(QueryError::at(ident.span, format!("`{name}` is a {}, not a {wanted}", relation.describe())))
             }
             None => {
                 let known: Vec<&str> =
@@ -244,7 +245,7 @@ impl Planner {
         for arg in &args.args {
             match arg {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(source))) => {
-                    sources.push(self.resolve(source, &[Relation::Source], "source of frames")?);
+                    sources.push(self.resolve(source, &[Relation::Source], "source")?);
                 }
                 FunctionArg::Named { name, arg: FunctionArgExpr::Expr(value), .. } => {
                     if options.insert(name_of(name), literal_text(value)?).is_some() {
