@@ -88,7 +88,8 @@ fn main() -> ExitCode {
 }
 
 fn run_job(args: RunArgs) -> Result<()> {
-    let sql = std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
+    let sql =
+        std::fs::read_to_string(&args.job).with_context(|| format!("cannot read job file `{}`", args.job.display()))?;
     let mut store = ModelStore::in_assets(&args.assets);
     store.models_dir = args.models.unwrap_or(store.models_dir);
     store.onnxruntime = args.onnxruntime.unwrap_or(store.onnxruntime);

@@ -28,7 +28,12 @@ fn run_case(sql: &Path) -> String {
         .expect("frameflow runs");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return stderr.lines().filter(|l| l.starts_with("error") || l.contains("caused by")).collect::<Vec<_>>().join("\n") + "\n";
+        return stderr
+            .lines()
+            .filter(|l| l.starts_with("error") || l.contains("caused by"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut lines: Vec<&str> = stdout.lines().collect();

@@ -15,12 +15,11 @@ use std::fs;
 use std::sync::Arc;
 
 use engine::model::{Detection, FrameOutcome, Outcome};
+use engine::plan::LatePolicy;
 use engine::plan::SourceSpec;
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
 use engine::time::Millis;
-use engine::plan::LatePolicy;
 use engine::watermark::{CameraWatermarks, late_row};
-
 
 #[derive(Debug, Default)]
 pub struct DetectionsSourceFactory;

@@ -103,7 +103,14 @@ impl DetectionColumn {
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(self, DetectionColumn::Confidence | DetectionColumn::X | DetectionColumn::Y | DetectionColumn::W | DetectionColumn::H)
+        matches!(
+            self,
+            DetectionColumn::Confidence
+                | DetectionColumn::X
+                | DetectionColumn::Y
+                | DetectionColumn::W
+                | DetectionColumn::H
+        )
     }
 }
 
@@ -168,11 +175,21 @@ impl WindowSpec {
 /// One output column of a view, in SELECT order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ViewColumn {
-    Key { name: String, column: DetectionColumn },
-    WindowStart { name: String },
-    WindowEnd { name: String },
+    Key {
+        name: String,
+        column: DetectionColumn,
+    },
+    WindowStart {
+        name: String,
+    },
+    WindowEnd {
+        name: String,
+    },
     /// The aggregate at `index` of the view's `aggregates`.
-    Aggregate { name: String, index: usize },
+    Aggregate {
+        name: String,
+        index: usize,
+    },
 }
 
 impl ViewColumn {

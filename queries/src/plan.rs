@@ -18,8 +18,8 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamSpec, ViewColumn,
-    ViewSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, LatePolicy, OUTCOMES, SinkSpec,
+    SourceRows, SourceSpec, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
 
@@ -167,7 +167,11 @@ impl Planner {
                 let name = self.declare(&name, Relation::Sink)?;
                 let input = match name_of(&input).as_str() {
                     OUTCOMES | DEAD_LETTER => name_of(&input),
-                    _ => self.resolve(&input, &[Relation::Stream, Relation::DetectionSource, Relation::View], "stream or view")?,
+                    _ => self.resolve(
+                        &input,
+                        &[Relation::Stream, Relation::DetectionSource, Relation::View],
+                        "stream or view",
+                    )?,
                 };
                 let options = options_map(&options)?;
                 self.plan.sinks.push(SinkSpec { name, input, kind: name_of(&kind), location, options });
@@ -184,8 +188,11 @@ impl Planner {
         options: &[OptionValue],
     ) -> Result<(), QueryError> {
         Catalog::check(&self.catalog.source_kinds, kind, "source kind")?;
-        let rows =
-            if DETECTION_SOURCES.contains(&name_of(kind).as_str()) { SourceRows::Detections } else { SourceRows::Frames };
+        let rows = if DETECTION_SOURCES.contains(&name_of(kind).as_str()) {
+            SourceRows::Detections
+        } else {
+            SourceRows::Frames
+        };
         let relation = if rows == SourceRows::Detections { Relation::DetectionSource } else { Relation::Source };
         let name = self.declare(name, relation)?;
         let mut spec = SourceSpec {
@@ -441,8 +448,11 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<(Vec<ViewColum
                 ViewColumn::Aggregate { name: alias.unwrap_or(default_name), index: aggregates.len() - 1 }
             }
             other => {
-                return Err(QueryError::at(other.span(), format!("expression `{other}` is not supported in a view yet"))
-                    .with_hint("select GROUP BY columns and aggregates such as count(*) or avg(confidence)"));
+                return Err(QueryError::at(
+                    other.span(),
+                    format!("expression `{other}` is not supported in a view yet"),
+                )
+                .with_hint("select GROUP BY columns and aggregates such as count(*) or avg(confidence)"));
             }
         };
         if columns.iter().any(|c: &ViewColumn| c.name() == column.name()) {
@@ -474,7 +484,10 @@ fn aggregate_spec(function: &sqlparser::ast::Function) -> Result<AggregateSpec, 
         return Err(QueryError::at(function.span(), format!("{name} takes one argument")));
     };
     if function.filter.is_some() || function.over.is_some() || !list.clauses.is_empty() {
-        return Err(QueryError::at(function.span(), format!("`{function}`: FILTER, OVER and ORDER BY are not supported")));
+        return Err(QueryError::at(
+            function.span(),
+            format!("`{function}`: FILTER, OVER and ORDER BY are not supported"),
+        ));
     }
     let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
     let column = match list.args.as_slice() {
@@ -486,14 +499,19 @@ fn aggregate_spec(function: &sqlparser::ast::Function) -> Result<AggregateSpec, 
                     .suggesting(&column_name, DetectionColumn::ALL.iter().map(|(n, _)| *n))
             })?;
             if matches!(kind, AggregateFunction::Sum | AggregateFunction::Avg) && !column.is_numeric() {
-                return Err(QueryError::at(ident.span, format!("{name}({column_name}): `{column_name}` is not a number"))
-                    .with_hint("numeric columns: confidence, x, y, w, h"));
+                return Err(QueryError::at(
+                    ident.span,
+                    format!("{name}({column_name}): `{column_name}` is not a number"),
+                )
+                .with_hint("numeric columns: confidence, x, y, w, h"));
             }
             Some(column)
         }
         _ => {
-            let usage = if *kind == AggregateFunction::Count { "count(*) or count([DISTINCT] column)" } else { "a column" };
-            return Err(QueryError::at(function.span(), format!("`{function}` is not supported")).with_hint(format!("{name} takes {usage}")));
+            let usage =
+                if *kind == AggregateFunction::Count { "count(*) or count([DISTINCT] column)" } else { "a column" };
+            return Err(QueryError::at(function.span(), format!("`{function}` is not supported"))
+                .with_hint(format!("{name} takes {usage}")));
         }
     };
     if distinct && *kind != AggregateFunction::Count {
@@ -606,7 +624,10 @@ mod tests {
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
         assert_eq!(view.group_by, [DetectionColumn::SourceId, DetectionColumn::Label]);
         assert_eq!(view.columns.last(), Some(&ViewColumn::Aggregate { name: "n".into(), index: 0 }));
-        assert_eq!(view.aggregates, [AggregateSpec { function: AggregateFunction::Count, column: None, distinct: false }]);
+        assert_eq!(
+            view.aggregates,
+            [AggregateSpec { function: AggregateFunction::Count, column: None, distinct: false }]
+        );
         let dead_letter = plan.sinks.iter().find(|s| s.input == DEAD_LETTER).unwrap();
         assert_eq!(dead_letter.location.as_deref(), Some("out/dead_letter.jsonl"));
     }

@@ -150,7 +150,13 @@ fn decode<'scope>(
     })
 }
 
-pub(crate) fn outcome(frame: &Frame, outcome: Outcome, stage: &str, reason: Option<String>, detections: u32) -> FrameOutcome {
+pub(crate) fn outcome(
+    frame: &Frame,
+    outcome: Outcome,
+    stage: &str,
+    reason: Option<String>,
+    detections: u32,
+) -> FrameOutcome {
     FrameOutcome {
         frame_id: frame.frame_id.clone(),
         tenant: frame.tenant.clone(),

@@ -20,10 +20,10 @@ use timely::dataflow::ProbeHandle;
 
 use crate::error::EngineError;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::model::Outcome;
 use crate::plan::JobPlan;
 use crate::registry::{Partition, Registry, Source, SourcePoll};
 use crate::time::{Tick, TickClock};
-use crate::model::Outcome;
 use crate::watermark::late_row;
 use dataflow::{InputHandle, Prepared, SourceInput};
 use timely::dataflow::operators::ActivateCapability;

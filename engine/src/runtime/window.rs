@@ -53,7 +53,8 @@ pub(crate) fn build_view<'scope>(
                 for batch in data {
                     for d in batch.drain(..) {
                         let group: Vec<Value> = group_by.iter().map(|c| column_value(&d, *c)).collect();
-                        let values: Inputs = inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
+                        let values: Inputs =
+                            inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
                         for start in window.starts(d.event_time) {
                             session.give((((group.clone(), start), values.clone()), time, 1isize));
                         }
@@ -63,9 +64,8 @@ pub(crate) fn build_view<'scope>(
         }
     });
     let aggregates = spec.aggregates.clone();
-    let results = keyed
-        .as_collection()
-        .reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
+    let results =
+        keyed.as_collection().reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
             output.push((evaluate(&aggregates, rows), 1isize));
         });
     let shape = RowShape::new(spec);
