@@ -234,7 +234,7 @@ fn emit_updates<'scope>(
             input.for_each_stamp(|cap, data| {
                 let mut session = output.session(&cap);
                 for batch in data {
-                    let mut rows: Vec<_> = batch.drain(..).collect();
+                    let mut rows = std::mem::take(batch);
                     // Retractions first, so a reader applying rows in order
                     // never sees two values for one window at once.
                     rows.sort_by_key(|(_, time, diff)| (*time, *diff));
