@@ -30,6 +30,31 @@ struct Cli {
 enum Command {
     /// Run a job (a .sql file of CREATE statements) in this process.
     Run(RunArgs),
+    /// Ask SQL of what jobs stored: every FILE sink is a table named after
+    /// the sink (the default dead-letter file is `dead_letter`).
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The query; or give a file with -f.
+    sql: Option<String>,
+    /// A file holding the query.
+    #[arg(long, short, conflicts_with = "sql")]
+    file: Option<PathBuf>,
+    /// table, json (one object per line) or csv.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+    /// Where jobs record their tables.
+    #[arg(long, env = "FRAMEFLOW_STATE_DIR", default_value = ".frameflow")]
+    state_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +85,9 @@ struct RunArgs {
     /// Largest frame accepted by the decoder, in megapixels.
     #[arg(long, env = "FRAMEFLOW_MAX_MEGAPIXELS", default_value_t = 40.0)]
     max_megapixels: f64,
+    /// Where the job records its tables for `frameflow query`.
+    #[arg(long, env = "FRAMEFLOW_STATE_DIR", default_value = ".frameflow")]
+    state_dir: PathBuf,
     /// Progress display: auto (a status line on a terminal, log lines
     /// otherwise), lines, or none.
     #[arg(long, env = "FRAMEFLOW_PROGRESS", default_value = "auto")]
@@ -74,6 +102,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run_job(args),
+        Command::Query(args) => run_query(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,14 +127,19 @@ fn run_job(args: RunArgs) -> Result<()> {
     connectors::register(&mut registry);
     operators::register(&mut registry, &store);
 
-    let catalog = queries::Catalog {
+    let connectors = queries::KnownConnectors {
         source_kinds: registry.sources.keys().map(|k| k.to_string()).collect(),
         sink_kinds: registry.sinks.keys().map(|k| k.to_string()).collect(),
     };
-    let plan = queries::plan_job_in(&sql, &catalog).map_err(|e| {
+    let plan = queries::plan_job_in(&sql, &connectors).map_err(|e| {
         let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
         anyhow::anyhow!("{}:{}:{}: {}{hint}", args.job.display(), e.line, e.column, e.message)
     })?;
+    if plan.sinks.iter().any(|s| s.kind == "file") {
+        let mut tables = queries::catalog::Catalog::load(&args.state_dir).map_err(anyhow::Error::msg)?;
+        tables.record(&plan, &std::env::current_dir()?);
+        tables.save(&args.state_dir).map_err(anyhow::Error::msg)?;
+    }
     let device = gpu::resolve(args.device)?;
     if let gpu::Device::Cpu { fallback_reason: Some(reason) } = &device {
         eprintln!("frameflow: running on the CPU ({reason})");
@@ -119,5 +153,24 @@ fn run_job(args: RunArgs) -> Result<()> {
     reporter.stop();
     let summary = result?;
     eprintln!("{}", progress::summary_line(&summary));
+    Ok(())
+}
+
+fn run_query(args: QueryArgs) -> Result<()> {
+    let sql = match (args.sql, args.file) {
+        (Some(sql), _) => sql,
+        (None, Some(file)) => {
+            std::fs::read_to_string(&file).with_context(|| format!("cannot read query file `{}`", file.display()))?
+        }
+        (None, None) => anyhow::bail!("give a query: frameflow query \"SELECT ...\" or frameflow query -f query.sql"),
+    };
+    let tables = queries::catalog::Catalog::load(&args.state_dir).map_err(anyhow::Error::msg)?;
+    let format = match args.format {
+        OutputFormat::Table => queries::adhoc::Format::Table,
+        OutputFormat::Json => queries::adhoc::Format::Json,
+        OutputFormat::Csv => queries::adhoc::Format::Csv,
+    };
+    let printed = queries::adhoc::query(&sql, &tables, format).map_err(anyhow::Error::msg)?;
+    print!("{printed}");
     Ok(())
 }

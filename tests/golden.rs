@@ -20,7 +20,11 @@ fn golden_dir() -> PathBuf {
 
 /// What a job printed: its rows sorted, or its error.
 fn run_case(sql: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_frameflow"))
+    // A job that hangs fails its case instead of the whole run (coreutils'
+    // `timeout` ends it).
+    let output = Command::new("timeout")
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_frameflow"))
         .current_dir(golden_dir())
         .args(["run", sql.file_name().and_then(|n| n.to_str()).unwrap_or_default(), "--progress", "none"])
         .args(["--workers", "2", "--tick-ms", "100"])

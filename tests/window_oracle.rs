@@ -1,6 +1,6 @@
 //! Incremental views against batch recomputation: random detections,
 //! shuffled within the allowed lateness and with late rows among them, run
-//! through TUMBLE and HOP views with every aggregate, with 1 and 2 workers,
+//! through TUMBLE, HOP and SESSION views with every aggregate, with 1 and 2 workers,
 //! and compared at every closed window with DuckDB over the same rows
 //! (tests/reference/window_oracle.py). `emit = 'updates'`, folded, must
 //! equal `emit = 'final'`.
@@ -31,10 +31,15 @@ CREATE VIEW tumble_updates WITH (emit = 'updates') AS
   FROM TUMBLE(d, event_time, INTERVAL '2' SECOND)
   GROUP BY source_id, label, window_start, window_end;
 CREATE VIEW hop AS
-  SELECT label, window_start, count(*) AS n, max(confidence) AS hi
+  SELECT label, window_start, window_end, count(*) AS n, max(confidence) AS hi
   FROM HOP(d, event_time, INTERVAL '1' SECOND, INTERVAL '3' SECOND)
-  GROUP BY label, window_start;
+  GROUP BY label, window_start, window_end;
+CREATE VIEW sessions AS
+  SELECT source_id, label, window_start, window_end, count(*) AS n, max(confidence) AS hi
+  FROM SESSION(d, event_time, INTERVAL '250' MILLISECOND)
+  GROUP BY source_id, label, window_start, window_end;
 CREATE SINK a FROM tumble INTO FILE 'out/tumble.jsonl';
+CREATE SINK s FROM sessions INTO FILE 'out/sessions.jsonl';
 CREATE SINK b FROM tumble_updates INTO FILE 'out/tumble_updates.jsonl';
 CREATE SINK c FROM hop INTO FILE 'out/hop.jsonl';
 ";
@@ -97,9 +102,10 @@ fn keyed(rows: impl IntoIterator<Item = Value>, keys: &[&str]) -> Rows {
         .map(|mut row| {
             let object = row.as_object_mut().unwrap();
             object.remove("view");
-            object.remove("window_end");
-            if let Some(Value::String(start)) = object.get("window_start") {
-                object.insert("window_start".into(), json!(parse_rfc3339_ms(start).unwrap()));
+            for bound in ["window_start", "window_end"] {
+                if let Some(Value::String(time)) = object.get(bound) {
+                    object.insert(bound.into(), json!(parse_rfc3339_ms(time).unwrap()));
+                }
             }
             let key = keys.iter().map(|k| object[*k].to_string()).collect::<Vec<_>>().join("|");
             (key, row)
@@ -154,7 +160,10 @@ fn incremental_views_equal_batch_recomputation() {
     let batch_tumble =
         keyed(oracle.iter().filter(|r| r["view"] == "tumble").cloned(), &["source_id", "label", "window_start"]);
     let batch_hop = keyed(oracle.iter().filter(|r| r["view"] == "hop").cloned(), &["label", "window_start"]);
+    let batch_sessions =
+        keyed(oracle.iter().filter(|r| r["view"] == "session").cloned(), &["source_id", "label", "window_start"]);
     assert!(batch_tumble.len() > 100 && batch_hop.len() > 50, "too few windows to mean much");
+    assert!(batch_sessions.len() > 200, "too few sessions to mean much: {}", batch_sessions.len());
 
     for workers in ["1", "2"] {
         let output = common::run_job(dir.path(), JOB, &["--workers", workers, "--tick-ms", "10"]);
@@ -166,6 +175,8 @@ fn incremental_views_equal_batch_recomputation() {
         assert_rows_equal(&tumble, &batch_tumble, &format!("TUMBLE with {workers} worker(s)"));
         let hop = keyed(common::read_jsonl(&out.join("hop.jsonl")), &["label", "window_start"]);
         assert_rows_equal(&hop, &batch_hop, &format!("HOP with {workers} worker(s)"));
+        let sessions = keyed(common::read_jsonl(&out.join("sessions.jsonl")), &["source_id", "label", "window_start"]);
+        assert_rows_equal(&sessions, &batch_sessions, &format!("SESSION with {workers} worker(s)"));
         let folded = keyed(
             fold_updates(common::read_jsonl(&out.join("tumble_updates.jsonl"))),
             &["source_id", "label", "window_start"],

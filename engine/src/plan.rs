@@ -3,7 +3,10 @@
 //! produces a [`JobPlan`]; the runtime turns it into one timely dataflow.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
+use crate::model::Detection;
 use crate::time::Millis;
 
 /// Options from a `WITH (...)` clause or a table function's named
@@ -57,14 +60,44 @@ pub struct SourceSpec {
     pub late: LatePolicy,
 }
 
-/// A stream of detections: one vision operator over one or more sources.
+/// A predicate over detections (a `WHERE` clause), compiled outside the
+/// engine: the SQL layer compiles it with DataFusion.
+///
+/// # Contract
+/// `keep` answers one bool per row. An `Err` rejects the rows of that
+/// batch, which are dead-lettered with the message; the stream goes on.
+pub trait DetectionFilter: Send + Sync {
+    fn keep(&self, rows: &[Detection]) -> Result<Vec<bool>, String>;
+    /// The predicate as written.
+    fn text(&self) -> &str;
+}
+
+/// A shared [`DetectionFilter`].
+#[derive(Clone)]
+pub struct Filter(pub Arc<dyn DetectionFilter>);
+
+impl fmt::Debug for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Filter({})", self.0.text())
+    }
+}
+
+/// Where a stream's detections come from.
+#[derive(Clone, Debug)]
+pub enum StreamInput {
+    /// A vision operator (registry name: `detect`, ...) over sources of
+    /// frames, with its arguments.
+    Vision { operator: String, sources: Vec<String>, options: Options },
+    /// An earlier stream, or a source of detections.
+    Stream(String),
+}
+
+/// A stream of detections, optionally filtered.
 #[derive(Clone, Debug)]
 pub struct StreamSpec {
     pub name: String,
-    /// Registry name of the operator: `detect`, ...
-    pub operator: String,
-    pub sources: Vec<String>,
-    pub options: Options,
+    pub input: StreamInput,
+    pub filter: Option<Filter>,
 }
 
 /// A column of the detection schema, as views group and aggregate it.
@@ -151,20 +184,27 @@ pub enum WindowSpec {
     /// Windows of `size_ms` starting every `slide_ms`, aligned to the epoch:
     /// a row belongs to every window that covers it.
     Hop { slide_ms: Millis, size_ms: Millis },
+    /// Per group, runs of rows less than `gap_ms` apart; a session runs from
+    /// its first row to its last plus the gap.
+    Session { gap_ms: Millis },
 }
 
 impl WindowSpec {
+    /// The length of a fixed window; for a session, the gap.
     pub fn size_ms(&self) -> Millis {
         match *self {
             WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => size_ms,
+            WindowSpec::Session { gap_ms } => gap_ms,
         }
     }
 
-    /// The starts of the windows holding event time `t`, earliest first.
+    /// The starts of the fixed windows holding event time `t`, earliest
+    /// first (none for sessions, which have no fixed starts).
     pub fn starts(&self, t: Millis) -> impl Iterator<Item = Millis> {
         let (slide, size) = match *self {
             WindowSpec::Tumble { size_ms } => (size_ms, size_ms),
             WindowSpec::Hop { slide_ms, size_ms } => (slide_ms, size_ms),
+            WindowSpec::Session { .. } => return (1..=0).step_by(1),
         };
         let last = t.div_euclid(slide) * slide;
         let first = (t - size).div_euclid(slide) * slide + slide;
@@ -208,6 +248,8 @@ impl ViewColumn {
 pub struct ViewSpec {
     pub name: String,
     pub input: String,
+    /// Rows of the input that count (`WHERE`).
+    pub filter: Option<Filter>,
     pub window: WindowSpec,
     pub group_by: Vec<DetectionColumn>,
     pub aggregates: Vec<AggregateSpec>,

@@ -3,15 +3,22 @@
 //!
 //! - [`parse`]: the `CREATE SOURCE | STREAM | VIEW | SINK` statements.
 //! - [`plan`]: names resolved, arguments checked, SELECTs lowered.
+//! - [`filter`]: `WHERE`, compiled and evaluated by DataFusion on Arrow
+//!   batches of detections.
+//! - [`catalog`]: the tables jobs stored, with their schemas;
+//!   [`adhoc`]: `frameflow query` over them with DataFusion.
 //! - [`error`]: every mistake with line, column and a hint.
 //!
 //! ```text
 //!  job.sql ──parse_job──▶ [Statement] ──Planner──▶ JobPlan ──▶ engine::runtime::run
 //! ```
 
+pub mod adhoc;
+pub mod catalog;
 pub mod error;
+pub mod filter;
 pub mod parse;
 pub mod plan;
 
 pub use error::QueryError;
-pub use plan::{Catalog, plan_job, plan_job_in};
+pub use plan::{KnownConnectors, plan_job, plan_job_in};

@@ -2,14 +2,15 @@
 //! arguments and the supported subset of SELECT as it goes.
 //!
 //! What a stream may be: `SELECT * FROM <VISION_FN>(source, ..., name =>
-//! value, ...)`. What a view may be: `SELECT <keys, window_start,
-//! window_end, aggregates> FROM TUMBLE(...) | HOP(...) GROUP BY <keys,
+//! value, ...) | stream [WHERE ...]`. What a view may be: `SELECT <keys, window_start,
+//! window_end, aggregates> FROM TUMBLE(...) | HOP(...) | SESSION(...) [WHERE ...] GROUP BY <keys,
 //! window_start, window_end>`, aggregates being count(*), count([DISTINCT]
 //! col), sum, avg, min and max of a detection column. Anything else is
 //! refused with its location, so no statement is silently half-understood.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlparser::ast::{
     DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, Select,
@@ -18,12 +19,13 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, LatePolicy, OUTCOMES, SinkSpec,
-    SourceRows, SourceSpec, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, Filter, JobPlan, LatePolicy, OUTCOMES,
+    SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
 
 use crate::error::QueryError;
+use crate::filter::SqlFilter;
 use crate::parse::{OptionValue, Statement, literal_text, parse_job};
 
 /// Table functions that run a vision operator, and the operator each names.
@@ -33,18 +35,18 @@ const DETECTION_SOURCES: &[&str] = &["detections"];
 /// What a view or sink may read.
 const STREAMS: &[Relation] = &[Relation::Stream, Relation::DetectionSource];
 /// Window table functions.
-const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE", "HOP"];
+const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE", "HOP", "SESSION"];
 /// Allowed lateness of a source that does not say.
 const DEFAULT_LATENESS_MS: Millis = 5_000;
 
 /// Parses and plans a job, without checking connector kinds.
 pub fn plan_job(sql: &str) -> Result<JobPlan, QueryError> {
-    plan_job_in(sql, &Catalog::default())
+    plan_job_in(sql, &KnownConnectors::default())
 }
 
-/// Parses and plans a job whose connectors must be in `catalog`.
-pub fn plan_job_in(sql: &str, catalog: &Catalog) -> Result<JobPlan, QueryError> {
-    let mut planner = Planner { catalog: catalog.clone(), ..Planner::default() };
+/// Parses and plans a job whose connectors must be among `connectors`.
+pub fn plan_job_in(sql: &str, connectors: &KnownConnectors) -> Result<JobPlan, QueryError> {
+    let mut planner = Planner { connectors: connectors.clone(), ..Planner::default() };
     for statement in parse_job(sql)? {
         planner.add(statement)?;
     }
@@ -77,12 +79,12 @@ impl Relation {
 /// The connector kinds a job may name, from the registry of the binary
 /// that will run it. Empty lists are not checked.
 #[derive(Clone, Debug, Default)]
-pub struct Catalog {
+pub struct KnownConnectors {
     pub source_kinds: Vec<String>,
     pub sink_kinds: Vec<String>,
 }
 
-impl Catalog {
+impl KnownConnectors {
     fn check(known: &[String], kind: &Ident, what: &str) -> Result<(), QueryError> {
         let name = name_of(kind);
         if known.is_empty() || known.contains(&name) {
@@ -98,7 +100,7 @@ impl Catalog {
 struct Planner {
     plan: JobPlan,
     names: HashMap<String, (Relation, Span)>,
-    catalog: Catalog,
+    connectors: KnownConnectors,
 }
 
 fn name_of(ident: &Ident) -> String {
@@ -163,7 +165,7 @@ impl Planner {
             Statement::CreateStream { name, query } => self.add_stream(&name, &query),
             Statement::CreateView { name, options, query } => self.add_view(&name, &options, &query),
             Statement::CreateSink { name, input, kind, location, options } => {
-                Catalog::check(&self.catalog.sink_kinds, &kind, "sink kind")?;
+                KnownConnectors::check(&self.connectors.sink_kinds, &kind, "sink kind")?;
                 let name = self.declare(&name, Relation::Sink)?;
                 let input = match name_of(&input).as_str() {
                     OUTCOMES | DEAD_LETTER => name_of(&input),
@@ -187,7 +189,7 @@ impl Planner {
         location: Option<String>,
         options: &[OptionValue],
     ) -> Result<(), QueryError> {
-        Catalog::check(&self.catalog.source_kinds, kind, "source kind")?;
+        KnownConnectors::check(&self.connectors.source_kinds, kind, "source kind")?;
         let rows = if DETECTION_SOURCES.contains(&name_of(kind).as_str()) {
             SourceRows::Detections
         } else {
@@ -235,11 +237,24 @@ impl Planner {
         if !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)]) {
             return Err(QueryError::at(
                 select.projection.first().map_or(ident.span, |p| p.span()),
-                "a stream selects `*` from a vision function",
+                "a stream selects `*`: its rows are detections",
             )
-            .with_hint("projections and filters over streams come with the full query language"));
+            .with_hint("filter rows with WHERE; compute columns in a CREATE VIEW"));
         }
         refuse_clauses(select, false)?;
+        let filter = where_filter(select)?;
+        let input = match from_stream(select) {
+            Some(stream) => StreamInput::Stream(self.resolve(stream, STREAMS, "stream")?),
+            None => self.vision_input(select)?,
+        };
+        let name = self.declare(ident, Relation::Stream)?;
+        self.plan.streams.push(StreamSpec { name, input, filter });
+        Ok(())
+    }
+
+    /// `DETECT(source, ..., name => value, ...)` and the other vision
+    /// functions.
+    fn vision_input(&self, select: &Select) -> Result<StreamInput, QueryError> {
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
         let Some((_, operator)) = VISION_FUNCTIONS.iter().find(|(f, _)| *f == upper) else {
@@ -268,9 +283,7 @@ impl Planner {
         if sources.is_empty() {
             return Err(QueryError::at(function.span, format!("{upper} needs at least one source")));
         }
-        let name = self.declare(ident, Relation::Stream)?;
-        self.plan.streams.push(StreamSpec { name, operator: operator.to_string(), sources, options });
-        Ok(())
+        Ok(StreamInput::Vision { operator: operator.to_string(), sources, options })
     }
 
     fn add_view(&mut self, ident: &Ident, options: &[OptionValue], query: &Query) -> Result<(), QueryError> {
@@ -292,11 +305,13 @@ impl Planner {
         }
         let select = plain_select(query)?;
         refuse_clauses(select, true)?;
+        let filter = where_filter(select)?;
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
         let usage = match upper.as_str() {
             "TUMBLE" => "TUMBLE(stream, event_time, INTERVAL size)",
             "HOP" => "HOP(stream, event_time, INTERVAL slide, INTERVAL size)",
+            "SESSION" => "SESSION(stream, event_time, INTERVAL gap)",
             _ => {
                 return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
                     .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
@@ -322,6 +337,16 @@ impl Planner {
                 }
                 (stream, time, WindowSpec::Hop { slide_ms, size_ms })
             }
+            ("SESSION", [Expr::Identifier(stream), Expr::Identifier(time), gap]) => {
+                if emit == EmitMode::Updates {
+                    return Err(QueryError::at(
+                        function.span,
+                        "emit = 'updates' is not supported for SESSION windows yet",
+                    )
+                    .with_hint("sessions emit one final row each"));
+                }
+                (stream, time, WindowSpec::Session { gap_ms: interval_ms(gap)? })
+            }
             _ => return Err(QueryError::at(function.span, format!("expected {usage}"))),
         };
         let input = self.resolve(stream, STREAMS, "stream")?;
@@ -335,7 +360,7 @@ impl Planner {
         let (columns, aggregates) = view_columns(select, &group_by)?;
         let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
         let name = self.declare(ident, Relation::View)?;
-        self.plan.views.push(ViewSpec { name, input, window, group_by, aggregates, columns, emit });
+        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, emit });
         Ok(())
     }
 
@@ -534,10 +559,6 @@ fn plain_select(query: &Query) -> Result<&Select, QueryError> {
 /// Refuses the clauses this part of the dialect does not run yet, rather
 /// than ignoring them.
 fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
-    if let Some(selection) = &select.selection {
-        return Err(QueryError::at(selection.span(), "WHERE is not supported yet")
-            .with_hint("filter with the operator's arguments, e.g. min_confidence => 0.5"));
-    }
     if let Some(having) = &select.having {
         return Err(QueryError::at(having.span(), "HAVING is not supported yet"));
     }
@@ -551,6 +572,23 @@ fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
             .with_hint("aggregate in a CREATE VIEW over a window"));
     }
     Ok(())
+}
+
+/// The compiled `WHERE` of a SELECT, if it has one.
+fn where_filter(select: &Select) -> Result<Option<Filter>, QueryError> {
+    let Some(condition) = &select.selection else { return Ok(None) };
+    Ok(Some(Filter(Arc::new(SqlFilter::compile(condition)?))))
+}
+
+/// The stream a SELECT reads, when it reads a plain name.
+fn from_stream(select: &Select) -> Option<&Ident> {
+    match select.from.as_slice() {
+        [from] if from.joins.is_empty() => match &from.relation {
+            TableFactor::Table { name, args: None, .. } if name.0.len() == 1 => name.0[0].as_ident(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The table function a SELECT reads from: its name and arguments.
@@ -619,7 +657,8 @@ mod tests {
         let source = &plan.sources[0];
         assert_eq!((source.kind.as_str(), source.lateness_ms, source.late), ("directory", 2_000, LatePolicy::Drop));
         assert_eq!(source.options.get("watch").map(String::as_str), Some("false"));
-        assert_eq!(plan.streams[0].options.get("min_confidence").map(String::as_str), Some("0.3"));
+        let StreamInput::Vision { options, .. } = &plan.streams[0].input else { panic!("a vision stream") };
+        assert_eq!(options.get("min_confidence").map(String::as_str), Some("0.3"));
         let view = &plan.views[0];
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
         assert_eq!(view.group_by, [DetectionColumn::SourceId, DetectionColumn::Label]);

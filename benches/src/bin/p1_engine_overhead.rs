@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use engine::metrics::Metrics;
 use engine::model::{DecodedFrame, Detection, Frame, FrameOutcome, MediaType, Outcome, Pixels, Record};
-use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceRows, SourceSpec, StreamSpec};
+use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec};
 use engine::registry::{
     Decoder, OperatorFactory, Partition, PreparedOperator, Registry, Sink, SinkFactory, Source, SourceFactory,
     SourcePoll, VisionOperator,
@@ -171,9 +171,8 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
         }],
         streams: vec![StreamSpec {
             name: "s".into(),
-            operator: "work".into(),
-            sources: vec!["m".into()],
-            options: BTreeMap::new(),
+            input: StreamInput::Vision { operator: "work".into(), sources: vec!["m".into()], options: BTreeMap::new() },
+            filter: None,
         }],
         views: Vec::new(),
         sinks: vec![SinkSpec {

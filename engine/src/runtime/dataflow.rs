@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
-use timely::dataflow::operators::core::{Exchange as _, Filter, OkErr, UnorderedInput};
+use timely::dataflow::operators::core::{Exchange as _, Filter as _, OkErr, UnorderedInput};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, stable_hash};
-use crate::plan::{DEAD_LETTER, JobPlan, LatePolicy, OUTCOMES, SourceRows};
+use crate::plan::{DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, SourceRows, StreamInput};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
@@ -90,19 +90,38 @@ pub(crate) fn build<'scope>(
 
     let mut views = HashMap::new();
     for spec in &job.plan.streams {
-        let input = scope.concatenate(spec.sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
-        let operator =
-            job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
-        let (found, outcome) = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
-        outcomes.push(outcome);
+        let mut found = match &spec.input {
+            StreamInput::Vision { sources, .. } => {
+                let input = scope.concatenate(sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
+                let operator =
+                    job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
+                let (found, outcome) = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
+                outcomes.push(outcome);
+                found
+            }
+            StreamInput::Stream(name) => detections
+                .get(name.as_str())
+                .cloned()
+                .ok_or_else(|| format!("stream `{}` reads unknown stream `{name}`", spec.name))?,
+        };
+        if let Some(filter) = &spec.filter {
+            let (kept, refused) = filter_rows(found, &spec.name, filter.clone());
+            outcomes.push(refused);
+            found = kept;
+        }
         detections.insert(spec.name.as_str(), found);
     }
     for spec in &job.plan.views {
-        let input = detections
+        let mut input = detections
             .get(spec.input.as_str())
+            .cloned()
             .ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
-        views
-            .insert(spec.name.as_str(), super::window::build_view(input.clone(), spec, job.clock, job.metrics.clone()));
+        if let Some(filter) = &spec.filter {
+            let (kept, refused) = filter_rows(input, &spec.name, filter.clone());
+            outcomes.push(refused);
+            input = kept;
+        }
+        views.insert(spec.name.as_str(), super::window::build_view(input, spec, job.clock, job.metrics.clone()));
     }
     let outcomes = scope.concatenate(outcomes);
     outcomes.clone().probe_with(probe);
@@ -202,6 +221,44 @@ fn run_operator<'scope>(
                                     session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                                 }
                             }
+                        }
+                    }
+                })
+            }
+        });
+    results.ok_err(|result| result)
+}
+
+/// Keeps the rows a `WHERE` accepts. A batch the filter cannot evaluate is
+/// dead-lettered, row by row, with the reason.
+fn filter_rows<'scope>(
+    rows: StreamVec<'scope, Tick, Detection>,
+    name: &str,
+    filter: Filter,
+) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
+    let stage: Arc<str> = format!("where: {name}").into();
+    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
+        rows.unary(Pipeline, &format!("Where: {name}"), move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        match filter.0.keep(batch) {
+                            Ok(keep) => session.give_iterator(
+                                batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| Ok(row)),
+                            ),
+                            Err(reason) => session.give_iterator(batch.drain(..).map(|d| {
+                                Err(FrameOutcome {
+                                    frame_id: d.frame_id,
+                                    tenant: d.tenant,
+                                    source_id: d.source_id,
+                                    event_time: d.event_time,
+                                    outcome: Outcome::Rejected,
+                                    stage: stage.clone(),
+                                    reason: Some(reason.clone()),
+                                    detections: 0,
+                                })
+                            })),
                         }
                     }
                 })

@@ -21,7 +21,7 @@ use timely::dataflow::ProbeHandle;
 use crate::error::EngineError;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::model::Outcome;
-use crate::plan::JobPlan;
+use crate::plan::{JobPlan, StreamInput};
 use crate::registry::{Partition, Registry, Source, SourcePoll};
 use crate::time::{Tick, TickClock};
 use crate::watermark::late_row;
@@ -137,12 +137,13 @@ fn prepare(
     }
     let mut operators = HashMap::new();
     for spec in &plan.streams {
-        let factory = registry.operators.get(spec.operator.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
+        let StreamInput::Vision { operator, options, .. } = &spec.input else { continue };
+        let factory = registry.operators.get(operator.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
             what: "operator",
-            name: spec.operator.clone(),
+            name: operator.clone(),
             known: known(registry.operators.keys().collect()),
         })?;
-        let prepared = factory.prepare(&spec.options).map_err(|reason| EngineError::Plugin {
+        let prepared = factory.prepare(options).map_err(|reason| EngineError::Plugin {
             what: "stream",
             name: spec.name.clone(),
             reason,

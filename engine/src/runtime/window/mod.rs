@@ -24,8 +24,10 @@ use timely::dataflow::operators::{Capability, Operator};
 
 use crate::metrics::Metrics;
 use crate::model::{Detection, F64, Record, Value, ViewRow};
-use crate::plan::{AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, ViewColumn, ViewSpec};
+use crate::plan::{AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, ViewColumn, ViewSpec, WindowSpec};
 use crate::time::{Millis, Tick, TickClock};
+
+mod session;
 
 /// The grouping key of one window row: the group-by values, then the
 /// window's start.
@@ -42,6 +44,9 @@ pub(crate) fn build_view<'scope>(
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Tick, Record> {
     let window = spec.window;
+    if let WindowSpec::Session { gap_ms } = window {
+        return session::build_session_view(detections, spec, RowShape::new(spec), gap_ms, clock, metrics);
+    }
     let group_by = spec.group_by.clone();
     let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
     let keyed = detections.unary(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
@@ -98,7 +103,7 @@ pub(crate) fn column_value(d: &Detection, column: DetectionColumn) -> Value {
 
 /// Every aggregate of one window and group, from its rows and their
 /// multiplicities.
-fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) -> Vec<Value> {
+pub(crate) fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) -> Vec<Value> {
     aggregates
         .iter()
         .enumerate()
@@ -128,7 +133,7 @@ fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) -> Vec<Valu
 
 /// How a view's columns are made from a window key and its aggregates.
 #[derive(Clone)]
-struct RowShape {
+pub(crate) struct RowShape {
     columns: Arc<[Arc<str>]>,
     layout: Vec<ViewColumn>,
     group_by: Vec<DetectionColumn>,
@@ -150,6 +155,17 @@ impl RowShape {
     }
 
     fn row(&self, (group, start): &WindowKey, aggregates: &[Value], diff: Option<isize>) -> ViewRow {
+        self.row_ending(group, *start, start + self.size_ms, aggregates, diff)
+    }
+
+    fn row_ending(
+        &self,
+        group: &[Value],
+        start: Millis,
+        end: Millis,
+        aggregates: &[Value],
+        diff: Option<isize>,
+    ) -> ViewRow {
         let mut values: Vec<Value> = self
             .layout
             .iter()
@@ -159,8 +175,8 @@ impl RowShape {
                     let index = self.group_by.iter().position(|g| g == column);
                     index.map_or(Value::Null, |i| group[i].clone())
                 }
-                ViewColumn::WindowStart { .. } => Value::Time(*start),
-                ViewColumn::WindowEnd { .. } => Value::Time(start + self.size_ms),
+                ViewColumn::WindowStart { .. } => Value::Time(start),
+                ViewColumn::WindowEnd { .. } => Value::Time(end),
                 ViewColumn::Aggregate { index, .. } => aggregates.get(*index).cloned().unwrap_or(Value::Null),
             })
             .collect();

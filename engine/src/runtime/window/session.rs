@@ -1,0 +1,125 @@
+//! Session windows: per group, rows less than the gap apart form one
+//! session, from its first row to its last plus the gap. A session's row
+//! is emitted once the frontier passes its end, when no later row can
+//! extend it.
+//!
+//! Sessions merge as rows arrive out of order, which a keyed reduction over
+//! fixed windows cannot express, so this is a timely operator of its own:
+//! rows are exchanged by group, each group keeps only the rows of its open
+//! sessions, and a closed session's rows are released as it is emitted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+
+use super::{Inputs, RowShape, column_value, evaluate};
+use crate::metrics::Metrics;
+use crate::model::{Detection, Record, Value, stable_hash};
+use crate::plan::{DetectionColumn, ViewSpec};
+use crate::time::{Millis, Tick, TickClock};
+
+fn group_of(d: &Detection, group_by: &[DetectionColumn]) -> Vec<Value> {
+    group_by.iter().map(|c| column_value(d, *c)).collect()
+}
+
+pub(crate) fn build_session_view<'scope>(
+    detections: StreamVec<'scope, Tick, Detection>,
+    spec: &ViewSpec,
+    shape: RowShape,
+    gap_ms: Millis,
+    clock: TickClock,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, Tick, Record> {
+    let group_by = spec.group_by.clone();
+    let route_by = group_by.clone();
+    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let aggregates = spec.aggregates.clone();
+    let route = Exchange::new(move |d: &Detection| {
+        let key = group_of(d, &route_by);
+        let text = format!("{key:?}");
+        stable_hash(&[text.as_bytes()])
+    });
+    detections.unary_frontier(route, &format!("SessionWindows: {}", spec.name), move |_, _| {
+        // Per group, the rows of its open sessions by event time.
+        let mut open: HashMap<Vec<Value>, BTreeMap<Millis, Vec<Inputs>>> = HashMap::new();
+        // Held at the earliest tick an open session could close at (its
+        // end), to emit it with. Held at its end, not at its rows, so the
+        // frontier behind this operator is not pinned to the open rows:
+        // they count as processed, and sources are not held back by them.
+        let mut held: Option<Capability<Tick>> = None;
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                if let Some(time) = cap.least().copied()
+                    && held.as_ref().is_none_or(|h| time < *h.time())
+                {
+                    held = Some(cap.delayed(&time, 0));
+                }
+                for batch in data {
+                    for d in batch.drain(..) {
+                        let values: Inputs =
+                            inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
+                        open.entry(group_of(&d, &group_by)).or_default().entry(d.event_time).or_default().push(values);
+                    }
+                }
+            });
+            let Some(capability) = held.as_mut() else { return };
+            let mut closed = Vec::new();
+            let mut next_end: Option<Tick> = None;
+            for (group, rows) in open.iter_mut() {
+                while let Some((start, end)) = first_session(rows, gap_ms) {
+                    if frontier.less_than(&clock.tick_at_or_after(end)) {
+                        let end = clock.tick_at_or_after(end);
+                        next_end = Some(next_end.map_or(end, |n| n.min(end)));
+                        break;
+                    }
+                    let later = rows.split_off(&(end - gap_ms + 1));
+                    let session = std::mem::replace(rows, later);
+                    let inputs: Vec<(&Inputs, isize)> = session.values().flatten().map(|v| (v, 1)).collect();
+                    let results = evaluate(&aggregates, &inputs);
+                    closed.push((clock.tick_at_or_after(end), shape.row_ending(group, start, end, &results, None)));
+                }
+            }
+            open.retain(|_, rows| !rows.is_empty());
+            closed.sort_by(|a, b| (a.0, &a.1.values).cmp(&(b.0, &b.1.values)));
+            Metrics::add(&metrics.windows_closed, closed.len() as u64);
+            for (end, row) in closed {
+                output.session(&capability.delayed(&end.max(*capability.time()))).give(Record::View(row));
+            }
+            match next_end {
+                Some(end) => capability.downgrade(&end.max(*capability.time())),
+                None => held = None,
+            }
+        }
+    })
+}
+
+/// The first session of a group's rows: its first row's time and its end
+/// (last row plus the gap).
+fn first_session(rows: &BTreeMap<Millis, Vec<Inputs>>, gap_ms: Millis) -> Option<(Millis, Millis)> {
+    let mut times = rows.keys();
+    let start = *times.next()?;
+    let mut last = start;
+    for &t in times {
+        if t - last >= gap_ms {
+            break;
+        }
+        last = t;
+    }
+    Some((start, last + gap_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_split_where_rows_are_a_gap_apart() {
+        let rows: BTreeMap<Millis, Vec<Inputs>> = [0, 400, 900, 2_000].into_iter().map(|t| (t, vec![])).collect();
+        assert_eq!(first_session(&rows, 1_000), Some((0, 1_900)));
+        assert_eq!(first_session(&rows, 500), Some((0, 900)), "900 - 400 is not less than the gap");
+        assert_eq!(first_session(&BTreeMap::new(), 500), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! `frameflow query "SELECT ..."`: ad-hoc SQL with DataFusion over what
+//! jobs stored — each FILE sink of the catalog is a table named after the
+//! sink, the dead-letter log included.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+
+use crate::catalog::Catalog;
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Runs `sql` over the tables of `catalog`; returns the printed result.
+pub fn query(sql: &str, catalog: &Catalog, format: Format) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the query runtime: {e}"))?;
+    let batches = runtime.block_on(run(sql, catalog))?;
+    render(&batches, format)
+}
+
+async fn run(sql: &str, catalog: &Catalog) -> Result<Vec<RecordBatch>, String> {
+    let context = SessionContext::new();
+    for (name, table) in &catalog.tables {
+        if !table.path.is_file() {
+            continue;
+        }
+        let schema = table.schema();
+        let extension = table.path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+        let options = JsonReadOptions::default().schema(&schema).file_extension(&extension);
+        context
+            .register_json(name.as_str(), table.path.to_string_lossy(), options)
+            .await
+            .map_err(|e| format!("cannot open table `{name}` ({}): {e}", table.path.display()))?;
+    }
+    let frame = context.sql(sql).await.map_err(|e| describe(&e.to_string(), catalog))?;
+    frame.collect().await.map_err(|e| describe(&e.to_string(), catalog))
+}
+
+/// DataFusion's message, with the tables there are when one is unknown.
+fn describe(message: &str, catalog: &Catalog) -> String {
+    let message = message.lines().next().unwrap_or(message).to_owned();
+    if message.contains("not found") && message.contains("table") {
+        let known: Vec<&str> = catalog.tables.keys().map(String::as_str).collect();
+        let known = if known.is_empty() { "none yet: run a job with a FILE sink".to_owned() } else { known.join(", ") };
+        return format!("{message} (tables: {known})");
+    }
+    message
+}
+
+fn render(batches: &[RecordBatch], format: Format) -> Result<String, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot print the result: {e}");
+    match format {
+        Format::Table => pretty_format_batches(batches).map(|t| t.to_string() + "\n").map_err(|e| fail(&e)),
+        Format::Json => {
+            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+            for batch in batches {
+                writer.write(batch).map_err(|e| fail(&e))?;
+            }
+            writer.finish().map_err(|e| fail(&e))?;
+            String::from_utf8(writer.into_inner()).map_err(|e| fail(&e))
+        }
+        Format::Csv => {
+            let mut writer = datafusion::arrow::csv::Writer::new(Vec::new());
+            for batch in batches {
+                writer.write(batch).map_err(|e| fail(&e))?;
+            }
+            String::from_utf8(writer.into_inner()).map_err(|e| fail(&e))
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `WHERE` clauses: compiled by DataFusion into physical expressions and
+//! evaluated on Arrow batches of detections, so every SQL scalar function
+//! and operator DataFusion knows works in a job.
+//!
+//! ```text
+//!  sqlparser Expr ──DataFusion──▶ logical Expr ──▶ PhysicalExpr
+//!  [Detection] ──detections_batch──▶ RecordBatch ──evaluate──▶ BooleanArray ──▶ keep
+//! ```
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchema, ExprSchema};
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use sqlparser::ast::{Expr, Spanned};
+
+use engine::model::Detection;
+use engine::plan::{DetectionColumn, DetectionFilter};
+
+use crate::error::QueryError;
+
+/// The Arrow schema of detection rows, as `WHERE` and `frameflow query`
+/// see them. Box and confidence are Float64 holding the value as printed.
+pub fn detection_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        let number = |name: &str| Field::new(name, DataType::Float64, false);
+        Arc::new(Schema::new(vec![
+            text("frame_id", false),
+            text("tenant", false),
+            text("source_id", false),
+            Field::new("event_time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+            text("operator", false),
+            text("label", false),
+            number("confidence"),
+            number("x"),
+            number("y"),
+            number("w"),
+            number("h"),
+            Field::new("track_id", DataType::UInt64, true),
+            text("text", true),
+        ]))
+    });
+    SCHEMA.clone()
+}
+
+/// The f64 of an f32's printed form (0.8, not 0.800000011920929).
+fn printed(v: f32) -> f64 {
+    format!("{v}").parse().unwrap_or(f64::from(v))
+}
+
+/// Detections as one Arrow batch of [`detection_schema`].
+pub fn detections_batch(rows: &[Detection]) -> Result<RecordBatch, String> {
+    let strings =
+        |f: &dyn Fn(&Detection) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let numbers = |f: &dyn Fn(&Detection) -> f32| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|d| printed(f(d)))))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        strings(&|d| &d.frame_id),
+        strings(&|d| &d.tenant),
+        strings(&|d| &d.source_id),
+        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|d| d.event_time)).with_timezone("UTC")),
+        strings(&|d| &d.operator),
+        strings(&|d| &d.label),
+        numbers(&|d| d.confidence),
+        numbers(&|d| d.x),
+        numbers(&|d| d.y),
+        numbers(&|d| d.w),
+        numbers(&|d| d.h),
+        Arc::new(rows.iter().map(|d| d.track_id).collect::<UInt64Array>()),
+        Arc::new(rows.iter().map(|d| d.text.as_deref()).collect::<StringArray>()),
+    ];
+    RecordBatch::try_new(detection_schema(), columns).map_err(|e| format!("cannot build a batch of detections: {e}"))
+}
+
+/// A compiled `WHERE` over detections.
+#[derive(Debug)]
+pub struct SqlFilter {
+    text: String,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl SqlFilter {
+    /// Compiles `expr`; errors point at it.
+    pub fn compile(expr: &Expr) -> Result<SqlFilter, QueryError> {
+        let text = expr.to_string();
+        let at = |message: String| QueryError::at(expr.span(), message);
+        let schema = DFSchema::try_from(detection_schema().as_ref().clone()).map_err(|e| at(e.to_string()))?;
+        let context = SessionContext::new();
+        let logical = context.parse_sql_expr(&text, &schema).map_err(|e| explain(expr, &e.to_string()))?;
+        let kind = logical.get_type(&schema as &dyn ExprSchema).map_err(|e| explain(expr, &e.to_string()))?;
+        if kind != DataType::Boolean {
+            return Err(at(format!("WHERE needs a condition, but `{text}` is {kind}"))
+                .with_hint("compare it, e.g. confidence > 0.5 or label = 'person'"));
+        }
+        let physical = context.create_physical_expr(logical, &schema).map_err(|e| explain(expr, &e.to_string()))?;
+        Ok(SqlFilter { text, expr: physical })
+    }
+}
+
+/// DataFusion's message, made ours: an unknown column gets a suggestion.
+fn explain(expr: &Expr, message: &str) -> QueryError {
+    let message = message.lines().next().unwrap_or(message);
+    let unknown = message.split("No field named ").nth(1).map(|rest| {
+        rest.split(|c: char| c == '.' || c.is_whitespace()).next().unwrap_or(rest).trim_matches('"').to_owned()
+    });
+    match unknown {
+        Some(column) => QueryError::at(expr.span(), format!("unknown column `{column}`"))
+            .suggesting(&column, DetectionColumn::ALL.iter().map(|(n, _)| *n).chain(["event_time"])),
+        None => QueryError::at(expr.span(), format!("cannot use `{expr}`: {message}")),
+    }
+}
+
+impl DetectionFilter for SqlFilter {
+    fn keep(&self, rows: &[Detection]) -> Result<Vec<bool>, String> {
+        let batch = detections_batch(rows)?;
+        let fail = |e: &dyn std::fmt::Display| format!("WHERE {} failed: {e}", self.text);
+        let value = self.expr.evaluate(&batch).map_err(|e| fail(&e))?;
+        let array = value.into_array(batch.num_rows()).map_err(|e| fail(&e))?;
+        let booleans = array.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| fail(&"not a boolean"))?;
+        // NULL, as in SQL, is not true.
+        Ok(booleans.iter().map(|v| v == Some(true)).collect())
+    }
+
+    fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    fn expr(text: &str) -> Expr {
+        Parser::new(&GenericDialect {}).try_with_sql(text).unwrap().parse_expr().unwrap()
+    }
+
+    fn detection(label: &str, confidence: f32, event_time: i64) -> Detection {
+        Detection {
+            frame_id: "f".into(),
+            tenant: "t".into(),
+            source_id: "cam".into(),
+            event_time,
+            operator: "detect".into(),
+            label: label.into(),
+            confidence,
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 20.0,
+            track_id: None,
+            text: None,
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn filters_with_sql_expressions() {
+        let rows = [detection("person", 0.8, 1_000), detection("car", 0.3, 2_000), detection("person", 0.2, 3_000)];
+        let keep = |sql: &str| SqlFilter::compile(&expr(sql)).unwrap().keep(&rows).unwrap();
+        assert_eq!(keep("label = 'person' AND confidence > 0.5"), [true, false, false]);
+        assert_eq!(keep("confidence = 0.8"), [true, false, false], "f32 columns compare at their printed value");
+        assert_eq!(keep("w * h >= 200 AND upper(label) LIKE 'C%'"), [false, true, false]);
+        assert_eq!(keep("event_time >= TIMESTAMP '1970-01-01T00:00:02Z'"), [false, true, true]);
+        assert_eq!(keep("text IS NULL OR text = 'x'"), [true, true, true]);
+    }
+
+    #[test]
+    fn bad_conditions_say_why() {
+        let error = SqlFilter::compile(&expr("lable = 'person'")).unwrap_err();
+        assert_eq!(error.message, "unknown column `lable`");
+        assert_eq!(error.hint.as_deref(), Some("did you mean `label`?"));
+        let error = SqlFilter::compile(&expr("confidence + 1")).unwrap_err();
+        assert!(error.message.contains("needs a condition"), "{error}");
+    }
+}

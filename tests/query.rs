@@ -1,0 +1,78 @@
+//! `frameflow query`: ad-hoc SQL over the tables a job stored.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn query(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_frameflow"))
+        .current_dir(dir)
+        .arg("query")
+        .args(args)
+        .output()
+        .expect("frameflow runs");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), common::stderr(&output))
+}
+
+#[test]
+fn queries_read_the_sinks_a_job_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = common::repo().join("tests/golden/data/late.jsonl");
+    let market = common::repo().join("tests/golden/data/market.jsonl");
+    let job = format!(
+        "CREATE SOURCE d FROM DETECTIONS '{}';
+         CREATE SOURCE late FROM DETECTIONS '{}' WITH (lateness = '2s');
+         CREATE VIEW counts AS SELECT source_id, label, window_start, window_end, count(*) AS n, max(confidence) AS best
+           FROM TUMBLE(d, event_time, INTERVAL '10' SECOND) GROUP BY source_id, label, window_start, window_end;
+         CREATE SINK dets FROM d INTO FILE 'out/dets.jsonl';
+         CREATE SINK counts_out FROM counts INTO FILE 'out/counts.jsonl';
+         CREATE SINK late_rows FROM late INTO FILE 'out/late.jsonl';",
+        market.display(),
+        rows.display()
+    );
+    let output = common::run_job(dir.path(), &job, &[]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+
+    // Counting by label agrees with the rows themselves.
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for row in common::read_jsonl(&market) {
+        *expected.entry(row["label"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let (ok, stdout, stderr) =
+        query(dir.path(), &["SELECT label, count(*) AS n FROM dets GROUP BY label ORDER BY label", "--format", "json"]);
+    assert!(ok, "{stderr}");
+    let got: BTreeMap<String, i64> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| (r["label"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+
+    // Window rows keep their types: timestamps compare as timestamps.
+    let sql = "SELECT sum(n) AS people FROM counts_out \
+               WHERE label = 'person' AND window_start >= TIMESTAMP '2026-01-01T00:00:10Z'";
+    let (ok, stdout, stderr) = query(dir.path(), &[sql, "--format", "csv"]);
+    assert!(ok, "{stderr}");
+    let people: i64 = common::read_jsonl(&dir.path().join("out/counts.jsonl"))
+        .iter()
+        .filter(|r| r["label"] == "person" && r["window_start"].as_str().unwrap() >= "2026-01-01T00:00:10")
+        .map(|r| r["n"].as_i64().unwrap())
+        .sum();
+    assert_eq!(stdout, format!("people\n{people}\n"));
+
+    // The dead-letter log is a table too.
+    let (ok, stdout, stderr) = query(dir.path(), &["SELECT outcome, reason FROM dead_letter"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("late") && stdout.contains("watermark"), "{stdout}");
+
+    // Mistakes say what is there.
+    let (ok, _, stderr) = query(dir.path(), &["SELECT * FROM detections"]);
+    assert!(!ok);
+    assert!(stderr.contains("tables: counts_out, dead_letter, dets, late_rows"), "{stderr}");
+    let (ok, _, stderr) = query(dir.path(), &["SELEC label FROM dets"]);
+    assert!(!ok && stderr.contains("SELEC"), "{stderr}");
+}
