@@ -201,13 +201,15 @@ impl WindowSpec {
     /// The starts of the fixed windows holding event time `t`, earliest
     /// first (none for sessions, which have no fixed starts).
     pub fn starts(&self, t: Millis) -> impl Iterator<Item = Millis> {
-        let (slide, size) = match *self {
-            WindowSpec::Tumble { size_ms } => (size_ms, size_ms),
-            WindowSpec::Hop { slide_ms, size_ms } => (slide_ms, size_ms),
-            WindowSpec::Session { .. } => return (1..=0).step_by(1),
+        let (first, last, slide) = match *self {
+            WindowSpec::Tumble { size_ms } => {
+                (t.div_euclid(size_ms) * size_ms, t.div_euclid(size_ms) * size_ms, size_ms)
+            }
+            WindowSpec::Hop { slide_ms, size_ms } => {
+                ((t - size_ms).div_euclid(slide_ms) * slide_ms + slide_ms, t.div_euclid(slide_ms) * slide_ms, slide_ms)
+            }
+            WindowSpec::Session { .. } => (1, 0, 1),
         };
-        let last = t.div_euclid(slide) * slide;
-        let first = (t - size).div_euclid(slide) * slide + slide;
         (first..=last).step_by(slide as usize)
     }
 }
