@@ -49,21 +49,39 @@ pub(crate) fn build_view<'scope>(
     }
     let group_by = spec.group_by.clone();
     let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let size_ms = window.size_ms();
     let keyed = detections.unary(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
         move |input, output| {
             input.for_each_stamp(|cap, data| {
                 // A stamp is a non-empty set of times: the least exists.
                 let Some(&time) = cap.least() else { return };
-                let mut session = output.session(&cap);
+                // Rows of one batch are summed per window and value first:
+                // many detections of one label in a frame become one update.
+                let mut added: HashMap<(WindowKey, Inputs), isize> = HashMap::new();
                 for batch in data {
                     for d in batch.drain(..) {
                         let group: Vec<Value> = group_by.iter().map(|c| column_value(&d, *c)).collect();
                         let values: Inputs =
                             inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
                         for start in window.starts(d.event_time) {
-                            session.give((((group.clone(), start), values.clone()), time, 1isize));
+                            *added.entry(((group.clone(), start), values.clone())).or_insert(0) += 1;
                         }
                     }
+                }
+                // Each addition is retracted again at its window's end, when
+                // the window is emitted: the aggregation then holds open
+                // windows only, and its cost does not grow with history.
+                let mut released: BTreeMap<Tick, Vec<((WindowKey, Inputs), isize)>> = BTreeMap::new();
+                let mut session = output.session(&cap);
+                for (row, count) in added {
+                    let end = clock.tick_at_or_after(row.0.1 + size_ms);
+                    released.entry(end.max(time)).or_default().push((row.clone(), -count));
+                    session.give((row, time, count));
+                }
+                drop(session);
+                for (end, rows) in released {
+                    let at = cap.delayed(&end, 0);
+                    output.session(&at).give_iterator(rows.into_iter().map(|(row, diff)| (row, end, diff)));
                 }
             })
         }
@@ -76,7 +94,7 @@ pub(crate) fn build_view<'scope>(
     let shape = RowShape::new(spec);
     match spec.emit {
         EmitMode::Final => emit_closed_windows(results.inner, spec, shape, clock, metrics),
-        EmitMode::Updates => emit_updates(results.inner, spec, shape, metrics),
+        EmitMode::Updates => emit_updates(results.inner, spec, shape, clock, metrics),
     }
 }
 
@@ -208,6 +226,10 @@ fn emit_closed_windows<'scope>(
                 for batch in data {
                     for ((key, aggregates), time, diff) in batch.drain(..) {
                         let end = clock.tick_at_or_after(key.1 + shape.size_ms);
+                        // From its end on, a window only releases its state.
+                        if time >= end {
+                            continue;
+                        }
                         // Rows of a window carry times before its end, so
                         // the capability can always be delayed to it.
                         let entry = pending.entry(end).or_insert_with(|| PendingWindows {
@@ -243,6 +265,7 @@ fn emit_updates<'scope>(
     updates: StreamVec<'scope, Tick, Update>,
     spec: &ViewSpec,
     shape: RowShape,
+    clock: TickClock,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Tick, Record> {
     updates.unary(Pipeline, &format!("EmitUpdates: {}", spec.name), move |_, _| {
@@ -251,6 +274,9 @@ fn emit_updates<'scope>(
                 let mut session = output.session(&cap);
                 for batch in data {
                     let mut rows = std::mem::take(batch);
+                    // From its end on, a window only releases its state:
+                    // no change a reader should see.
+                    rows.retain(|((key, _), time, _)| *time < clock.tick_at_or_after(key.1 + shape.size_ms));
                     // Retractions first, so a reader applying rows in order
                     // never sees two values for one window at once.
                     rows.sort_by_key(|(_, time, diff)| (*time, *diff));
