@@ -35,6 +35,8 @@ type WindowKey = (Vec<Value>, Millis);
 /// The values a row contributes, one per aggregate (`Null` for `count(*)`).
 type Inputs = Vec<Value>;
 type Update = ((WindowKey, Vec<Value>), Tick, isize);
+/// A window row's contribution and its multiplicity.
+type Contribution = ((WindowKey, Inputs), isize);
 
 /// Builds the dataflow of one view over a detection stream.
 pub(crate) fn build_view<'scope>(
@@ -71,7 +73,7 @@ pub(crate) fn build_view<'scope>(
                 // Each addition is retracted again at its window's end, when
                 // the window is emitted: the aggregation then holds open
                 // windows only, and its cost does not grow with history.
-                let mut released: BTreeMap<Tick, Vec<((WindowKey, Inputs), isize)>> = BTreeMap::new();
+                let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
                 let mut session = output.session(&cap);
                 for (row, count) in added {
                     let end = clock.tick_at_or_after(row.0.1 + size_ms);
