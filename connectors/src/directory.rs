@@ -16,6 +16,10 @@
 //!   unless `watch = true`: then it rescans every `poll_interval` (default
 //!   `500ms`) for new files. Writers should create files atomically (write
 //!   to a hidden name, then rename).
+//! - **Idle cameras** (`idle_timeout`, off by default): in a watched folder,
+//!   a camera with no new frame for this long (wall-clock) stops holding
+//!   back the others' windows: its promise moves to now minus the lateness,
+//!   so a frame it sends later with an older time counts as late.
 //! - **Limits.** A file over `max_bytes` (default 32 MiB) or one that cannot
 //!   be read is not loaded; its frame is rejected with the reason.
 
@@ -33,7 +37,8 @@ use engine::watermark::CameraWatermarks;
 
 use crate::options::{parse_bool, parse_bytes, parse_duration, reject_unknown};
 
-const OPTIONS: &[&str] = &["watch", "event_time", "poll_interval", "max_bytes", "tenant", "lateness", "late"];
+const OPTIONS: &[&str] =
+    &["watch", "event_time", "poll_interval", "max_bytes", "idle_timeout", "tenant", "lateness", "late"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EventTimeFrom {
@@ -49,6 +54,7 @@ struct DirectoryConfig {
     event_time: EventTimeFrom,
     poll_interval: Duration,
     max_bytes: u64,
+    idle_timeout: Option<Duration>,
 }
 
 impl DirectoryConfig {
@@ -72,6 +78,7 @@ impl DirectoryConfig {
                 .transpose()?
                 .unwrap_or(Duration::from_millis(500)),
             max_bytes: options.get("max_bytes").map(|v| parse_bytes("max_bytes", v)).transpose()?.unwrap_or(32 << 20),
+            idle_timeout: options.get("idle_timeout").map(|v| parse_duration("idle_timeout", v)).transpose()?,
         })
     }
 }
@@ -116,11 +123,19 @@ struct PendingFile {
     event_time: Result<Millis, String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Camera {
     pending: VecDeque<PendingFile>,
     seen: HashSet<String>,
     next_seq: u64,
+    /// When the camera last sent a frame (or was found).
+    last_active: Instant,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Camera { pending: VecDeque::new(), seen: HashSet::new(), next_seq: 0, last_active: Instant::now() }
+    }
 }
 
 impl Camera {
@@ -181,6 +196,7 @@ impl DirectorySource {
         let file = camera.pending.pop_front()?;
         let seq = camera.next_seq;
         camera.next_seq += 1;
+        camera.last_active = Instant::now();
         let frame_id = format!(
             "{:016x}",
             stable_hash(&[
@@ -234,8 +250,16 @@ impl Source for DirectorySource {
     }
 
     fn watermark(&mut self) -> Option<Millis> {
+        let idle = |c: &Camera| {
+            c.pending.is_empty() && self.config.idle_timeout.is_some_and(|t| c.last_active.elapsed() >= t)
+        };
         let live = self.cameras.iter().filter(|(_, c)| self.config.watch || !c.pending.is_empty());
-        let promise = live.filter_map(|(name, c)| self.watermarks.promise(name, c.next_event_time())).min();
+        let promise = live
+            .filter_map(|(name, c)| match idle(c) {
+                true => Some(now_ms() - self.watermarks.lateness_ms()),
+                false => self.watermarks.promise(name, c.next_event_time()),
+            })
+            .min();
         if promise.is_none() && !self.config.watch {
             return None;
         }
@@ -387,6 +411,21 @@ mod tests {
         found.sort();
         assert_eq!(found, [("a".to_owned(), 2000), ("b".to_owned(), 1500)]);
         assert_eq!(source.watermark(), Some(500), "the least camera promise: b's newest (1500) minus lateness");
+    }
+
+    #[test]
+    fn an_idle_camera_stops_holding_back_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "quiet", "1000.jpg", b"x");
+        let spec = spec(dir.path(), &[("watch", "true"), ("idle_timeout", "1ms")]);
+        let mut source = DirectorySourceFactory.open(&spec, Partition { worker: 0, workers: 1 }).unwrap();
+        assert_eq!(drain(source.as_mut()).len(), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut promise = source.watermark();
+        while promise == Some(0) && Instant::now() < deadline {
+            promise = source.watermark();
+        }
+        assert!(promise.unwrap() > 1_700_000_000_000, "promise moved to wall-clock time: {promise:?}");
     }
 
     #[test]

@@ -41,6 +41,10 @@ impl CameraWatermarks {
         CameraWatermarks { lateness_ms: lateness_ms.max(0), newest: BTreeMap::new() }
     }
 
+    pub fn lateness_ms(&self) -> Millis {
+        self.lateness_ms
+    }
+
     /// Records a frame; returns `true` if it is late.
     pub fn observe(&mut self, source_id: &Arc<str>, event_time: Millis) -> bool {
         match self.newest.get_mut(source_id) {
