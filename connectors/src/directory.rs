@@ -250,9 +250,8 @@ impl Source for DirectorySource {
     }
 
     fn watermark(&mut self) -> Option<Millis> {
-        let idle = |c: &Camera| {
-            c.pending.is_empty() && self.config.idle_timeout.is_some_and(|t| c.last_active.elapsed() >= t)
-        };
+        let idle =
+            |c: &Camera| c.pending.is_empty() && self.config.idle_timeout.is_some_and(|t| c.last_active.elapsed() >= t);
         let live = self.cameras.iter().filter(|(_, c)| self.config.watch || !c.pending.is_empty());
         let promise = live
             .filter_map(|(name, c)| match idle(c) {

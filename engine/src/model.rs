@@ -151,6 +151,7 @@ pub enum Value {
     Str(Arc<str>),
     Int(i64),
     Float(F64),
+    Bool(bool),
     /// A point in time, ms since the Unix epoch.
     Time(Millis),
 }
@@ -193,6 +194,7 @@ impl Serialize for RowValue<'_> {
             Value::Str(v) => s.serialize_str(v),
             Value::Int(v) => s.serialize_i64(*v),
             Value::Float(v) => s.serialize_f64(v.0),
+            Value::Bool(v) => s.serialize_bool(*v),
             Value::Time(ms) => s.serialize_str(&format_rfc3339_ms(*ms)),
         }
     }

@@ -82,6 +82,32 @@ impl fmt::Debug for Filter {
     }
 }
 
+/// What a view computes from its base rows — group keys, window bounds,
+/// every aggregate, and `diff` in updates mode — when that is more than
+/// picking columns: `HAVING`, and expressions over aggregates. Compiled
+/// outside the engine: the SQL layer uses DataFusion.
+///
+/// # Contract
+/// One answer per base row: its output row, or `None` where `HAVING`
+/// rejects it. A `diff` column of the input is carried to the output. An
+/// `Err` fails the job: it is a mistake in the query, not in the data.
+pub trait ViewFinish: Send + Sync {
+    fn finish(&self, rows: &[crate::model::ViewRow]) -> Result<Vec<Option<crate::model::ViewRow>>, String>;
+    /// Output column names and types (`text`, `int`, `float`, `timestamp`,
+    /// `bool`), `diff` excluded.
+    fn output_columns(&self) -> Vec<(String, String)>;
+}
+
+/// A shared [`ViewFinish`].
+#[derive(Clone)]
+pub struct Finish(pub Arc<dyn ViewFinish>);
+
+impl fmt::Debug for Finish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Finish({:?})", self.0.output_columns())
+    }
+}
+
 /// Where a stream's detections come from.
 #[derive(Clone, Debug)]
 pub enum StreamInput {
@@ -255,7 +281,9 @@ pub struct ViewSpec {
     pub window: WindowSpec,
     pub group_by: Vec<DetectionColumn>,
     pub aggregates: Vec<AggregateSpec>,
+    /// With `finish`, the base row's columns; else the output's.
     pub columns: Vec<ViewColumn>,
+    pub finish: Option<Finish>,
     pub emit: EmitMode,
 }
 

@@ -52,6 +52,7 @@ fn data_type(name: &str) -> DataType {
         "int" => DataType::Int64,
         "float" => DataType::Float64,
         "uint" => DataType::UInt64,
+        "bool" => DataType::Boolean,
         _ => DataType::Utf8,
     }
 }
@@ -75,6 +76,14 @@ fn column_type(column: DetectionColumn) -> DataType {
 }
 
 fn view_schema(view: &ViewSpec) -> Schema {
+    if let Some(finish) = &view.finish {
+        let mut fields: Vec<Field> =
+            finish.0.output_columns().iter().map(|(name, kind)| Field::new(name, data_type(kind), true)).collect();
+        if view.emit == EmitMode::Updates {
+            fields.push(Field::new("diff", DataType::Int64, false));
+        }
+        return Schema::new(fields);
+    }
     let mut fields: Vec<Field> = view
         .columns
         .iter()

@@ -17,6 +17,7 @@ pub mod adhoc;
 pub mod catalog;
 pub mod error;
 pub mod filter;
+pub mod finish;
 pub mod parse;
 pub mod plan;
 

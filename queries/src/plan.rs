@@ -19,14 +19,16 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use engine::plan::{
-    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, Filter, JobPlan, LatePolicy, OUTCOMES,
-    SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, Filter, Finish, JobPlan, LatePolicy,
+    OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
 
 use crate::error::QueryError;
 use crate::filter::SqlFilter;
+use crate::finish::{self, SqlFinish, Written};
 use crate::parse::{OptionValue, Statement, literal_text, parse_job};
+use datafusion::arrow::datatypes::DataType;
 
 /// Table functions that run a vision operator, and the operator each names.
 const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
@@ -357,10 +359,23 @@ impl Planner {
             ));
         }
         let group_by = self.group_by(select)?;
-        let (columns, aggregates) = view_columns(select, &group_by)?;
+        let plain = select.having.is_none()
+            && select.projection.iter().all(|item| {
+                let expr = match item {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+                    _ => return true,
+                };
+                matches!(expr, Expr::Identifier(_)) || matches!(expr, Expr::Function(f) if is_aggregate(f))
+            });
+        let (columns, aggregates, finish) = if plain {
+            let (columns, aggregates) = view_columns(select, &group_by)?;
+            (columns, aggregates, None)
+        } else {
+            finished_columns(select, &group_by)?
+        };
         let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
         let name = self.declare(ident, Relation::View)?;
-        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, emit });
+        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, finish, emit });
         Ok(())
     }
 
@@ -489,6 +504,155 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<(Vec<ViewColum
     Ok((columns, aggregates))
 }
 
+fn is_aggregate(function: &sqlparser::ast::Function) -> bool {
+    let name = function.name.to_string().to_lowercase();
+    AGGREGATES.iter().any(|(n, _)| *n == name)
+}
+
+/// A view's columns, aggregates, and the finish that computes its output.
+type ViewLayout = (Vec<ViewColumn>, Vec<AggregateSpec>, Option<Finish>);
+
+/// A view whose SELECT computes over aggregates, or has a HAVING: its base
+/// row (group keys, window bounds, every aggregate as `__aggN`) and the
+/// DataFusion expressions that finish it.
+fn finished_columns(select: &Select, group_by: &[GroupKey]) -> Result<ViewLayout, QueryError> {
+    let mut aggregates = Vec::new();
+    let mut outputs = Vec::new();
+    for item in &select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(expr) => (expr, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(name_of(alias))),
+            other => return Err(QueryError::at(other.span(), format!("`{other}` is not supported in a view"))),
+        };
+        let name = alias.unwrap_or_else(|| match expr {
+            Expr::Identifier(ident) => name_of(ident),
+            Expr::Function(f) => f.name.to_string().to_lowercase(),
+            other => other.to_string(),
+        });
+        if outputs.iter().any(|(n, _): &(String, Written)| *n == name) {
+            return Err(
+                QueryError::at(item.span(), format!("column `{name}` appears twice")).with_hint("name one with AS")
+            );
+        }
+        outputs.push((name, Written { expr: rewrite(expr, group_by, &mut aggregates)?, original: expr }));
+    }
+    let having = match &select.having {
+        Some(having) => Some(Written { expr: rewrite(having, group_by, &mut aggregates)?, original: having }),
+        None => None,
+    };
+    let mut columns = Vec::new();
+    let mut base = Vec::new();
+    for key in group_by {
+        if let Some(column) = key.detection {
+            columns.push(ViewColumn::Key { name: key.name.clone(), column });
+            let kind = if column.is_numeric() { DataType::Float64 } else { DataType::Utf8 };
+            base.push((key.name.clone(), kind));
+        }
+    }
+    columns.push(ViewColumn::WindowStart { name: "window_start".into() });
+    columns.push(ViewColumn::WindowEnd { name: "window_end".into() });
+    base.push(("window_start".into(), finish::timestamp()));
+    base.push(("window_end".into(), finish::timestamp()));
+    for (index, aggregate) in aggregates.iter().enumerate() {
+        let name = format!("__agg{index}");
+        columns.push(ViewColumn::Aggregate { name: name.clone(), index });
+        let kind = match (aggregate.function, aggregate.column) {
+            (AggregateFunction::Count, _) => DataType::Int64,
+            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) if !c.is_numeric() => DataType::Utf8,
+            _ => DataType::Float64,
+        };
+        base.push((name, kind));
+    }
+    let finish = SqlFinish::compile(base, outputs, having)?;
+    Ok((columns, aggregates, Some(Finish(Arc::new(finish)))))
+}
+
+/// `expr` with each aggregate call replaced by its base column `__aggN`,
+/// checking that bare columns are grouped by.
+fn rewrite(expr: &Expr, group_by: &[GroupKey], aggregates: &mut Vec<AggregateSpec>) -> Result<Expr, QueryError> {
+    let mut expr = expr.clone();
+    rewrite_in_place(&mut expr, group_by, aggregates)?;
+    Ok(expr)
+}
+
+fn rewrite_in_place(
+    expr: &mut Expr,
+    group_by: &[GroupKey],
+    aggregates: &mut Vec<AggregateSpec>,
+) -> Result<(), QueryError> {
+    let mut go = |e: &mut Expr| rewrite_in_place(e, group_by, aggregates);
+    match expr {
+        Expr::Identifier(ident) => {
+            let name = name_of(ident);
+            if !group_by.iter().any(|k| k.name == name) {
+                let known = known_columns().collect::<Vec<_>>();
+                return Err(if known.contains(&name.as_str()) {
+                    QueryError::at(ident.span, format!("`{name}` must appear in GROUP BY to be used here"))
+                        .with_hint("or aggregate it, e.g. max(confidence)")
+                } else {
+                    QueryError::at(ident.span, format!("unknown column `{name}`")).suggesting(&name, known)
+                });
+            }
+        }
+        Expr::Function(function) if is_aggregate(function) => {
+            let spec = aggregate_spec(function)?;
+            let index = aggregates.iter().position(|a| *a == spec).unwrap_or_else(|| {
+                aggregates.push(spec);
+                aggregates.len() - 1
+            });
+            *expr = Expr::Identifier(Ident::new(format!("__agg{index}")));
+        }
+        Expr::Function(function) => {
+            if let FunctionArguments::List(list) = &mut function.args {
+                for arg in &mut list.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        go(e)?;
+                    }
+                }
+            }
+        }
+        Expr::BinaryOp { left, right, .. } => {
+            go(left)?;
+            go(right)?;
+        }
+        Expr::UnaryOp { expr: inner, .. }
+        | Expr::Nested(inner)
+        | Expr::Cast { expr: inner, .. }
+        | Expr::IsNull(inner)
+        | Expr::IsNotNull(inner)
+        | Expr::IsTrue(inner)
+        | Expr::IsFalse(inner) => go(inner)?,
+        Expr::Between { expr: inner, low, high, .. } => {
+            go(inner)?;
+            go(low)?;
+            go(high)?;
+        }
+        Expr::InList { expr: inner, list, .. } => {
+            go(inner)?;
+            for e in list {
+                go(e)?;
+            }
+        }
+        Expr::Case { operand, conditions, else_result, .. } => {
+            if let Some(operand) = operand {
+                go(operand)?;
+            }
+            for when in conditions {
+                go(&mut when.condition)?;
+                go(&mut when.result)?;
+            }
+            if let Some(other) = else_result {
+                go(other)?;
+            }
+        }
+        Expr::Value(_) | Expr::TypedString { .. } | Expr::Interval(_) => {}
+        other => {
+            return Err(QueryError::at(other.span(), format!("`{other}` is not supported in a view yet")));
+        }
+    }
+    Ok(())
+}
+
 const AGGREGATES: [(&str, AggregateFunction); 5] = [
     ("count", AggregateFunction::Count),
     ("sum", AggregateFunction::Sum),
@@ -559,8 +723,8 @@ fn plain_select(query: &Query) -> Result<&Select, QueryError> {
 /// Refuses the clauses this part of the dialect does not run yet, rather
 /// than ignoring them.
 fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
-    if let Some(having) = &select.having {
-        return Err(QueryError::at(having.span(), "HAVING is not supported yet"));
+    if let (false, Some(having)) = (grouped, &select.having) {
+        return Err(QueryError::at(having.span(), "a stream has no HAVING").with_hint("filter rows with WHERE"));
     }
     if select.distinct.is_some() {
         return Err(QueryError::at(select.span(), "SELECT DISTINCT is not supported"));

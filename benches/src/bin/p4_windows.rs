@@ -195,6 +195,7 @@ fn frameflow(total: u64) -> Measured {
                 ViewColumn::WindowStart { name: "window_start".into() },
                 ViewColumn::Aggregate { name: "n".into(), index: 0 },
             ],
+            finish: None,
             emit: EmitMode::Final,
         }],
         sinks: vec![SinkSpec {

@@ -121,7 +121,7 @@ pub(crate) fn build<'scope>(
             outcomes.push(refused);
             input = kept;
         }
-        views.insert(spec.name.as_str(), super::window::build_view(input, spec, job.clock, job.metrics.clone()));
+        views.insert(spec.name.as_str(), super::window::build_view(input, spec, job));
     }
     let outcomes = scope.concatenate(outcomes);
     outcomes.clone().probe_with(probe);
@@ -311,7 +311,7 @@ fn write_to_sink<'scope>(
     )
 }
 
-fn fail(job: &Prepared, message: String) {
+pub(crate) fn fail(job: &Prepared, message: String) {
     if let Ok(mut failure) = job.failure.lock() {
         failure.get_or_insert(message);
     }

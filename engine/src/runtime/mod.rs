@@ -109,11 +109,7 @@ pub fn run(
     Ok(RunSummary { metrics: job.metrics.snapshot(), elapsed: started.elapsed() })
 }
 
-fn fail(job: &Prepared, message: String) {
-    if let Ok(mut failure) = job.failure.lock() {
-        failure.get_or_insert(message);
-    }
-}
+use dataflow::fail;
 
 /// Checks the plan against the registry and prepares operators and sinks.
 fn prepare(

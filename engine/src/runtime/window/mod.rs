@@ -22,9 +22,12 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 
+use super::dataflow::Prepared;
 use crate::metrics::Metrics;
 use crate::model::{Detection, F64, Record, Value, ViewRow};
-use crate::plan::{AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, ViewColumn, ViewSpec, WindowSpec};
+use crate::plan::{
+    AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, Finish, ViewColumn, ViewSpec, WindowSpec,
+};
 use crate::time::{Millis, Tick, TickClock};
 
 mod session;
@@ -42,12 +45,12 @@ type Contribution = ((WindowKey, Inputs), isize);
 pub(crate) fn build_view<'scope>(
     detections: StreamVec<'scope, Tick, Detection>,
     spec: &ViewSpec,
-    clock: TickClock,
-    metrics: Arc<Metrics>,
+    job: &Arc<Prepared>,
 ) -> StreamVec<'scope, Tick, Record> {
+    let (clock, metrics) = (job.clock, job.metrics.clone());
     let window = spec.window;
     if let WindowSpec::Session { gap_ms } = window {
-        return session::build_session_view(detections, spec, RowShape::new(spec), gap_ms, clock, metrics);
+        return session::build_session_view(detections, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
     }
     let group_by = spec.group_by.clone();
     let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
@@ -93,7 +96,7 @@ pub(crate) fn build_view<'scope>(
         keyed.as_collection().reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
             output.push((evaluate(&aggregates, rows), 1isize));
         });
-    let shape = RowShape::new(spec);
+    let shape = RowShape::new(spec, job);
     match spec.emit {
         EmitMode::Final => emit_closed_windows(results.inner, spec, shape, clock, metrics),
         EmitMode::Updates => emit_updates(results.inner, spec, shape, clock, metrics),
@@ -158,10 +161,29 @@ pub(crate) struct RowShape {
     layout: Vec<ViewColumn>,
     group_by: Vec<DetectionColumn>,
     size_ms: Millis,
+    finish: Option<Finish>,
+    view: Arc<str>,
+    job: Arc<Prepared>,
 }
 
 impl RowShape {
-    fn new(spec: &ViewSpec) -> RowShape {
+    /// Base rows made output rows: through the view's finish (`HAVING`,
+    /// expressions) where it has one. A finish that fails fails the job.
+    pub(crate) fn output(&self, rows: Vec<ViewRow>) -> Vec<ViewRow> {
+        let Some(finish) = &self.finish else { return rows };
+        if rows.is_empty() {
+            return rows;
+        }
+        match finish.0.finish(&rows) {
+            Ok(finished) => finished.into_iter().flatten().collect(),
+            Err(e) => {
+                super::fail(&self.job, format!("view `{}`: {e}", self.view));
+                Vec::new()
+            }
+        }
+    }
+
+    fn new(spec: &ViewSpec, job: &Arc<Prepared>) -> RowShape {
         let mut columns: Vec<Arc<str>> = spec.columns.iter().map(|c| Arc::from(c.name())).collect();
         if spec.emit == EmitMode::Updates {
             columns.push("diff".into());
@@ -171,6 +193,9 @@ impl RowShape {
             layout: spec.columns.clone(),
             group_by: spec.group_by.clone(),
             size_ms: spec.window.size_ms(),
+            finish: spec.finish.clone(),
+            view: spec.name.as_str().into(),
+            job: job.clone(),
         }
     }
 
@@ -254,6 +279,7 @@ fn emit_closed_windows<'scope>(
                     .map(|((key, aggregates), _)| shape.row(&key, &aggregates, None))
                     .collect();
                 rows.sort_by(|a, b| a.values.cmp(&b.values));
+                let rows = shape.output(rows);
                 Metrics::add(&metrics.windows_closed, rows.len() as u64);
                 output.session(&closed.capability).give_iterator(rows.into_iter().map(Record::View));
             }
@@ -283,9 +309,9 @@ fn emit_updates<'scope>(
                     // never sees two values for one window at once.
                     rows.sort_by_key(|(_, time, diff)| (*time, *diff));
                     Metrics::add(&metrics.windows_closed, rows.iter().filter(|(_, _, d)| *d > 0).count() as u64);
-                    for ((key, aggregates), _, diff) in rows {
-                        session.give(Record::View(shape.row(&key, &aggregates, Some(diff))));
-                    }
+                    let rows =
+                        rows.into_iter().map(|((key, aggregates), _, diff)| shape.row(&key, &aggregates, Some(diff)));
+                    session.give_iterator(shape.output(rows.collect()).into_iter().map(Record::View));
                 }
             })
         }

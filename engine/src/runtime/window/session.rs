@@ -84,9 +84,16 @@ pub(crate) fn build_session_view<'scope>(
             }
             open.retain(|_, rows| !rows.is_empty());
             closed.sort_by(|a, b| (a.0, &a.1.values).cmp(&(b.0, &b.1.values)));
-            Metrics::add(&metrics.windows_closed, closed.len() as u64);
+            let mut by_end: BTreeMap<Tick, Vec<_>> = BTreeMap::new();
             for (end, row) in closed {
-                output.session(&capability.delayed(&end.max(*capability.time()))).give(Record::View(row));
+                by_end.entry(end).or_default().push(row);
+            }
+            for (end, rows) in by_end {
+                let rows = shape.output(rows);
+                Metrics::add(&metrics.windows_closed, rows.len() as u64);
+                output
+                    .session(&capability.delayed(&end.max(*capability.time())))
+                    .give_iterator(rows.into_iter().map(Record::View));
             }
             match next_end {
                 Some(end) => capability.downgrade(&end.max(*capability.time())),

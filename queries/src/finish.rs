@@ -1,0 +1,237 @@
+//! `HAVING` and expressions over aggregates in a view's SELECT: compiled by
+//! DataFusion against the view's base row — group keys, window bounds and
+//! every aggregate as `__agg0`, `__agg1`, ... — and evaluated on Arrow
+//! batches of the rows each closing window emits.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use sqlparser::ast::{Expr, Spanned};
+
+use engine::model::{F64, Value, ViewRow};
+use engine::plan::ViewFinish;
+
+use crate::error::QueryError;
+
+/// A view's HAVING and output expressions, compiled.
+pub struct SqlFinish {
+    base: SchemaRef,
+    having: Option<Arc<dyn PhysicalExpr>>,
+    outputs: Vec<(Arc<str>, DataType, Arc<dyn PhysicalExpr>)>,
+    columns: Arc<[Arc<str>]>,
+    columns_with_diff: Arc<[Arc<str>]>,
+}
+
+/// An expression to compile: its rewritten form (aggregates as `__aggN`)
+/// and where the user wrote it.
+pub struct Written<'a> {
+    pub expr: Expr,
+    pub original: &'a Expr,
+}
+
+impl SqlFinish {
+    /// Compiles `outputs` (name, expression) and `having` over rows of
+    /// `base` (column name and type).
+    pub fn compile(
+        base: Vec<(String, DataType)>,
+        outputs: Vec<(String, Written)>,
+        having: Option<Written>,
+    ) -> Result<SqlFinish, QueryError> {
+        let schema: SchemaRef = Arc::new(Schema::new(
+            base.iter().map(|(name, kind)| Field::new(name, kind.clone(), true)).collect::<Vec<_>>(),
+        ));
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| QueryError {
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+            hint: None,
+        })?;
+        let context = SessionContext::new();
+        let compile = |written: &Written| -> Result<(DataType, Arc<dyn PhysicalExpr>), QueryError> {
+            let at = |message: String| QueryError::at(written.original.span(), message);
+            let text = written.expr.to_string();
+            let logical = context
+                .parse_sql_expr(&text, &df_schema)
+                .map_err(|e| at(format!("cannot use `{}`: {}", written.original, first_line(&e.to_string()))))?;
+            let kind = logical.get_type(&df_schema).map_err(|e| at(first_line(&e.to_string())))?;
+            let physical =
+                context.create_physical_expr(logical, &df_schema).map_err(|e| at(first_line(&e.to_string())))?;
+            Ok((kind, physical))
+        };
+        let having = match &having {
+            None => None,
+            Some(written) => {
+                let (kind, expr) = compile(written)?;
+                if kind != DataType::Boolean {
+                    return Err(QueryError::at(
+                        written.original.span(),
+                        format!("HAVING needs a condition, but `{}` is {kind}", written.original),
+                    )
+                    .with_hint("compare it, e.g. HAVING count(*) > 10"));
+                }
+                Some(expr)
+            }
+        };
+        let mut compiled: Vec<(Arc<str>, DataType, Arc<dyn PhysicalExpr>)> = Vec::new();
+        for (name, written) in &outputs {
+            let (kind, expr) = compile(written)?;
+            compiled.push((Arc::from(name.as_str()), kind, expr));
+        }
+        let columns: Arc<[Arc<str>]> = compiled.iter().map(|(name, _, _)| name.clone()).collect();
+        let columns_with_diff = columns.iter().cloned().chain(std::iter::once(Arc::from("diff"))).collect();
+        Ok(SqlFinish { base: schema, having, outputs: compiled, columns, columns_with_diff })
+    }
+
+    fn batch(&self, rows: &[ViewRow]) -> Result<RecordBatch, String> {
+        let columns = self
+            .base
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                column_array(rows.iter().map(|r| r.values.get(i).unwrap_or(&Value::Null)), field.data_type())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.base.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).to_owned()
+}
+
+fn column_array<'a>(values: impl Iterator<Item = &'a Value>, kind: &DataType) -> Result<ArrayRef, String> {
+    let array: ArrayRef = match kind {
+        DataType::Utf8 => Arc::new(
+            values
+                .map(|v| match v {
+                    Value::Str(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
+        DataType::Int64 => Arc::new(
+            values
+                .map(|v| match v {
+                    Value::Int(n) => Some(*n),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .map(|v| match v {
+                    Value::Float(f) => Some(f.0),
+                    Value::Int(n) => Some(*n as f64),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        DataType::Timestamp(..) => Arc::new(
+            values
+                .map(|v| match v {
+                    Value::Time(t) => Some(*t),
+                    _ => None,
+                })
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        ),
+        other => return Err(format!("a view column of type {other} cannot be evaluated")),
+    };
+    Ok(array)
+}
+
+/// The i-th value of an evaluated column, as a row value.
+fn value_at(array: &ArrayRef, i: usize) -> Value {
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<StringArray>() {
+        Value::Str(a.value(i).into())
+    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+        Value::Int(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+        Value::Float(F64(a.value(i)))
+    } else if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
+        Value::Time(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+        Value::Bool(a.value(i))
+    } else {
+        // Other numbers and types print as text.
+        match cast(array, &DataType::Utf8) {
+            Ok(text) => {
+                text.as_any().downcast_ref::<StringArray>().map_or(Value::Null, |t| Value::Str(t.value(i).into()))
+            }
+            Err(_) => Value::Null,
+        }
+    }
+}
+
+pub(crate) fn type_name(kind: &DataType) -> String {
+    match kind {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "int",
+        DataType::Float32 | DataType::Float64 => "float",
+        DataType::Timestamp(..) => "timestamp",
+        DataType::Boolean => "bool",
+        _ => "text",
+    }
+    .to_owned()
+}
+
+impl ViewFinish for SqlFinish {
+    fn finish(&self, rows: &[ViewRow]) -> Result<Vec<Option<ViewRow>>, String> {
+        let batch = self.batch(rows)?;
+        let n = batch.num_rows();
+        let keep: Vec<bool> = match &self.having {
+            None => vec![true; n],
+            Some(having) => {
+                let array =
+                    having.evaluate(&batch).and_then(|v| v.into_array(n)).map_err(|e| format!("HAVING failed: {e}"))?;
+                let booleans = array.as_any().downcast_ref::<BooleanArray>().ok_or("HAVING is not a condition")?;
+                booleans.iter().map(|v| v == Some(true)).collect()
+            }
+        };
+        let columns = self
+            .outputs
+            .iter()
+            .map(|(name, _, expr)| {
+                expr.evaluate(&batch).and_then(|v| v.into_array(n)).map_err(|e| format!("column `{name}` failed: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let base_width = self.base.fields().len();
+        Ok((0..n)
+            .map(|i| {
+                keep[i].then(|| {
+                    let mut values: Vec<Value> = columns.iter().map(|c| value_at(c, i)).collect();
+                    // A diff after the base columns is carried over.
+                    match rows[i].values.get(base_width) {
+                        Some(diff) => {
+                            values.push(diff.clone());
+                            ViewRow { columns: self.columns_with_diff.clone(), values }
+                        }
+                        None => ViewRow { columns: self.columns.clone(), values },
+                    }
+                })
+            })
+            .collect())
+    }
+
+    fn output_columns(&self) -> Vec<(String, String)> {
+        self.outputs.iter().map(|(name, kind, _)| (name.to_string(), type_name(kind))).collect()
+    }
+}
+
+/// Base column types, as the finish sees them.
+pub(crate) fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
