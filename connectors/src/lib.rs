@@ -3,6 +3,7 @@
 //!
 //! - [`directory`]: `DIRECTORY`, frames from a folder of camera folders.
 //! - [`detections`]: `DETECTIONS`, detection rows made elsewhere (JSONL).
+//! - [`generator`]: `GENERATOR`, synthetic detections at a set rate.
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
 //! - [`options`]: parsing of `WITH (...)` values shared by connectors.
 //!
@@ -11,6 +12,7 @@
 pub mod detections;
 pub mod directory;
 pub mod file;
+pub mod generator;
 pub mod options;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use engine::registry::Registry;
 pub fn register(registry: &mut Registry) {
     registry.sources.insert("directory", Arc::new(directory::DirectorySourceFactory));
     registry.sources.insert("detections", Arc::new(detections::DetectionsSourceFactory));
+    registry.sources.insert("generator", Arc::new(generator::GeneratorSourceFactory));
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
 }

@@ -33,7 +33,7 @@ use datafusion::arrow::datatypes::DataType;
 /// Table functions that run a vision operator, and the operator each names.
 const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
 /// Source kinds whose rows are detections rather than frames.
-const DETECTION_SOURCES: &[&str] = &["detections"];
+const DETECTION_SOURCES: &[&str] = &["detections", "generator"];
 /// What a view or sink may read.
 const STREAMS: &[Relation] = &[Relation::Stream, Relation::DetectionSource];
 /// Window table functions.
