@@ -135,6 +135,10 @@ fn run_job(args: RunArgs) -> Result<()> {
         let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();
         anyhow::anyhow!("{}:{}:{}: {}{hint}", args.job.display(), e.line, e.column, e.message)
     })?;
+    if !plan.explain.is_empty() {
+        print!("{}", queries::explain::explain(&plan));
+        return Ok(());
+    }
     if plan.sinks.iter().any(|s| s.kind == "file") {
         let mut tables = queries::catalog::Catalog::load(&args.state_dir).map_err(anyhow::Error::msg)?;
         tables.record(&plan, &std::env::current_dir()?);

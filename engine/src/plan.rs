@@ -24,6 +24,9 @@ pub struct JobPlan {
     pub streams: Vec<StreamSpec>,
     pub views: Vec<ViewSpec>,
     pub sinks: Vec<SinkSpec>,
+    /// Relations the job asks to have explained (`EXPLAIN CREATE ...`): a
+    /// job with any is explained, not run.
+    pub explain: Vec<String>,
 }
 
 /// What happens to a frame that arrives behind its camera's watermark.
@@ -159,6 +162,10 @@ impl DetectionColumn {
 
     pub fn from_name(name: &str) -> Option<DetectionColumn> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, c)| *c == self).map_or("?", |(n, _)| n)
     }
 
     pub fn is_numeric(self) -> bool {

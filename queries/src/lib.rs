@@ -7,6 +7,7 @@
 //!   batches of detections.
 //! - [`catalog`]: the tables jobs stored, with their schemas;
 //!   [`adhoc`]: `frameflow query` over them with DataFusion.
+//! - [`explain`]: `EXPLAIN CREATE ...`, the plan and its dataflow.
 //! - [`error`]: every mistake with line, column and a hint.
 //!
 //! ```text
@@ -16,6 +17,7 @@
 pub mod adhoc;
 pub mod catalog;
 pub mod error;
+pub mod explain;
 pub mod filter;
 pub mod finish;
 pub mod parse;

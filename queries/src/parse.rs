@@ -31,6 +31,8 @@ pub enum Statement {
     CreateView { name: Ident, options: Vec<OptionValue>, query: Box<Query> },
     /// `CREATE SINK name FROM input INTO kind ['location'] [WITH (...)]`
     CreateSink { name: Ident, input: Ident, kind: Ident, location: Option<String>, options: Vec<OptionValue> },
+    /// `EXPLAIN <CREATE statement>`: plan it, show the plan, run nothing.
+    Explain(Box<Statement>),
 }
 
 /// Parses a job: statements separated by semicolons.
@@ -52,10 +54,14 @@ pub fn parse_job(sql: &str) -> Result<Vec<Statement>, QueryError> {
 }
 
 fn parse_statement(parser: &mut Parser) -> Result<Statement, QueryError> {
+    if parser.parse_keyword(Keyword::EXPLAIN) {
+        return Ok(Statement::Explain(Box::new(parse_statement(parser)?)));
+    }
     let start = parser.peek_token();
     if !parser.parse_keyword(Keyword::CREATE) {
-        return Err(QueryError::at(start.span, format!("expected CREATE, found `{}`", start.token))
-            .with_hint("a job is CREATE SOURCE, CREATE STREAM, CREATE VIEW and CREATE SINK statements"));
+        return Err(QueryError::at(start.span, format!("expected CREATE, found `{}`", start.token)).with_hint(
+            "a job is CREATE SOURCE, CREATE STREAM, CREATE VIEW and CREATE SINK statements, each may follow EXPLAIN",
+        ));
     }
     let what = parser.next_token();
     let word = match &what.token {

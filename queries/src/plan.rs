@@ -161,6 +161,18 @@ impl Planner {
 
     fn add(&mut self, statement: Statement) -> Result<(), QueryError> {
         match statement {
+            Statement::Explain(inner) => {
+                let name = match inner.as_ref() {
+                    Statement::CreateSource { name, .. }
+                    | Statement::CreateStream { name, .. }
+                    | Statement::CreateView { name, .. }
+                    | Statement::CreateSink { name, .. } => name_of(name),
+                    Statement::Explain(_) => String::new(),
+                };
+                self.add(*inner)?;
+                self.plan.explain.push(name);
+                Ok(())
+            }
             Statement::CreateSource { name, kind, location, options } => {
                 self.add_source(&name, &kind, location, &options)
             }

@@ -182,6 +182,7 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
             location: None,
             options: BTreeMap::new(),
         }],
+        explain: Vec::new(),
     };
     let config = RunConfig { workers: 1, ..RunConfig::default() };
     let started = Instant::now();

@@ -205,6 +205,7 @@ fn frameflow(total: u64) -> Measured {
             location: None,
             options: BTreeMap::new(),
         }],
+        explain: Vec::new(),
     };
     // A large in-flight budget: rows are small, and the benchmark measures
     // the aggregation, not admission.
