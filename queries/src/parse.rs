@@ -59,9 +59,8 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, QueryError> {
     }
     let start = parser.peek_token();
     if !parser.parse_keyword(Keyword::CREATE) {
-        return Err(QueryError::at(start.span, format!("expected CREATE, found `{}`", start.token)).with_hint(
-            "a job is CREATE SOURCE, CREATE STREAM, CREATE VIEW and CREATE SINK statements, each may follow EXPLAIN",
-        ));
+        return Err(QueryError::at(start.span, format!("expected CREATE, found `{}`", start.token))
+            .with_hint("a job is CREATE SOURCE, STREAM, VIEW and SINK statements, each optionally after EXPLAIN"));
     }
     let what = parser.next_token();
     let word = match &what.token {
