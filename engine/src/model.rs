@@ -138,6 +138,20 @@ pub struct FrameOutcome {
 }
 
 impl FrameOutcome {
+    /// The outcome of the frame a detection row came from.
+    pub fn of_row(d: &Detection, outcome: Outcome, stage: Arc<str>, reason: Option<String>) -> FrameOutcome {
+        FrameOutcome {
+            frame_id: d.frame_id.clone(),
+            tenant: d.tenant.clone(),
+            source_id: d.source_id.clone(),
+            event_time: d.event_time,
+            outcome,
+            stage,
+            reason,
+            detections: 0,
+        }
+    }
+
     /// Whether this outcome belongs on the dead-letter output.
     pub fn is_dead_letter(&self) -> bool {
         matches!(self.outcome, Outcome::Rejected | Outcome::Late) && self.reason.is_some()

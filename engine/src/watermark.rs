@@ -18,16 +18,8 @@ pub const LATE_REASON: &str = "event time is behind the camera's watermark (newe
 /// The outcome of a detection row that arrived behind its watermark: with
 /// a reason (dead-lettered) or without (only counted), by `policy`.
 pub fn late_row(d: &Detection, policy: LatePolicy) -> FrameOutcome {
-    FrameOutcome {
-        frame_id: d.frame_id.clone(),
-        tenant: d.tenant.clone(),
-        source_id: d.source_id.clone(),
-        event_time: d.event_time,
-        outcome: Outcome::Late,
-        stage: "source".into(),
-        reason: (policy == LatePolicy::DeadLetter).then(|| LATE_REASON.to_owned()),
-        detections: 0,
-    }
+    let reason = (policy == LatePolicy::DeadLetter).then(|| LATE_REASON.to_owned());
+    FrameOutcome::of_row(d, Outcome::Late, "source".into(), reason)
 }
 
 #[derive(Debug)]

@@ -248,16 +248,7 @@ fn filter_rows<'scope>(
                                 batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| Ok(row)),
                             ),
                             Err(reason) => session.give_iterator(batch.drain(..).map(|d| {
-                                Err(FrameOutcome {
-                                    frame_id: d.frame_id,
-                                    tenant: d.tenant,
-                                    source_id: d.source_id,
-                                    event_time: d.event_time,
-                                    outcome: Outcome::Rejected,
-                                    stage: stage.clone(),
-                                    reason: Some(reason.clone()),
-                                    detections: 0,
-                                })
+                                Err(FrameOutcome::of_row(&d, Outcome::Rejected, stage.clone(), Some(reason.clone())))
                             })),
                         }
                     }
