@@ -67,7 +67,8 @@ struct RunArgs {
     /// Milliseconds of event time per dataflow tick.
     #[arg(long, env = "FRAMEFLOW_TICK_MS", default_value_t = 50)]
     tick_ms: u64,
-    /// Frames admitted but not yet delivered, beyond which sources wait.
+    /// Frames a worker admitted but the sinks have not yet delivered, beyond
+    /// which its sources wait.
     #[arg(long, env = "FRAMEFLOW_MAX_IN_FLIGHT", default_value_t = 64)]
     max_in_flight: usize,
     /// Folder the set-up filled: models/ and lib/libonnxruntime.so.

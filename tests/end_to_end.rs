@@ -97,3 +97,43 @@ fn a_job_with_a_mistake_says_where_and_starts_nothing() {
     assert!(stderr.contains("model `objets` not found") && stderr.contains("known models: objects"), "{stderr}");
     assert!(!dir.path().join("out").exists());
 }
+
+/// Regression: with `watch = true` every worker without a camera held its
+/// capability at zero, so no window ever closed.
+#[test]
+fn a_watched_folder_closes_windows_as_frames_arrive_with_more_workers_than_cameras() {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = dir.path().join("frames/cam1");
+    fs::create_dir_all(&camera).unwrap();
+    let job = "CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (watch = true, poll_interval = '50ms', lateness = '1s');
+               CREATE STREAM d AS SELECT * FROM DETECT(cams, model => 'objects');
+               CREATE VIEW c AS SELECT source_id, window_start, count(*) AS n
+                 FROM TUMBLE(d, event_time, INTERVAL '1' SECOND) GROUP BY source_id, window_start;
+               CREATE SINK o FROM c INTO FILE 'out/c.jsonl';";
+    fs::write(dir.path().join("job.sql"), job).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_frameflow"))
+        .current_dir(dir.path())
+        .args(["run", "job.sql", "--progress", "none", "--workers", "2"])
+        .env("FRAMEFLOW_ASSETS", common::assets())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Frames arrive while the job runs, written atomically (hidden name, then rename).
+    for (i, frame) in common::camera_frames("market-a").iter().take(20).enumerate() {
+        let hidden = camera.join(".incoming");
+        fs::copy(frame, &hidden).unwrap();
+        fs::rename(&hidden, camera.join(format!("{}.jpg", 1_767_225_600_000 + i as u64 * 200))).unwrap();
+    }
+    // Wait for the condition (closed windows written), with a deadline; a
+    // watched job never ends by itself.
+    let out = dir.path().join("out/c.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut rows = Vec::new();
+    while rows.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        rows = fs::read_to_string(&out).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(rows.len() >= 2, "windows 0 s and 1 s should have closed (frames up to 3.8 s, lateness 1 s): {rows:?}");
+}

@@ -20,6 +20,8 @@
 //!   a camera with no new frame for this long (wall-clock) stops holding
 //!   back the others' windows: its promise moves to now minus the lateness,
 //!   so a frame it sends later with an older time counts as late.
+//! - **Workers.** Cameras are spread over workers by a hash of their name;
+//!   a watched folder is read by worker 0 alone (see `owns`).
 //! - **Limits.** A file over `max_bytes` (default 32 MiB) or one that cannot
 //!   be read is not loaded; its frame is rejected with the reason.
 
@@ -157,6 +159,15 @@ pub struct DirectorySource {
 }
 
 impl DirectorySource {
+    /// Whether this worker reads camera `name`. A watched folder is read by
+    /// worker 0 alone: a camera that appears later must find a reader that
+    /// still holds a capability, and a worker without cameras must not hold
+    /// the others' windows open forever. Reading is cheap; decoding and
+    /// detection are spread over all workers downstream either way.
+    fn owns(&self, name: &str) -> bool {
+        if self.config.watch { self.partition.worker == 0 } else { self.partition.owns(name) }
+    }
+
     /// Finds new cameras and new files of the cameras this worker owns.
     fn scan(&mut self) -> Result<(), String> {
         self.last_scan = Some(Instant::now());
@@ -166,7 +177,7 @@ impl DirectorySource {
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-            .filter(|(name, _)| !name.starts_with('.') && self.partition.owns(name))
+            .filter(|(name, _)| !name.starts_with('.') && self.owns(name))
             .collect();
         folders.sort();
         for (name, path) in folders {
@@ -240,7 +251,7 @@ impl Source for DirectorySource {
         if !frames.is_empty() {
             return Ok(SourcePoll::Frames(frames));
         }
-        if !self.config.watch {
+        if !self.config.watch || self.partition.worker != 0 {
             return Ok(SourcePoll::Done);
         }
         if self.last_scan.is_none_or(|t| t.elapsed() >= self.config.poll_interval) {

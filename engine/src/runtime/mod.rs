@@ -35,8 +35,8 @@ pub struct RunConfig {
     pub workers: usize,
     /// Milliseconds of event time per timely tick.
     pub tick_ms: u64,
-    /// Frames admitted but not yet delivered by the sinks, over all workers,
-    /// beyond which sources stop reading.
+    /// Frames a worker admitted and the sinks have not yet delivered, beyond
+    /// which that worker's sources stop reading.
     pub max_in_flight_frames: usize,
 }
 
@@ -70,7 +70,7 @@ pub fn run(
         .map(|s| registry.sources.get(s.kind.as_str()).cloned().map(|f| (s.clone(), f)))
         .collect::<Option<_>>()
         .ok_or_else(|| EngineError::Internal("a source kind vanished after validation".into()))?;
-    let per_worker_budget = config.max_in_flight_frames.div_ceil(config.workers.max(1)).max(1);
+    let per_worker_budget = config.max_in_flight_frames.max(1);
     let timely_config = timely::Config {
         communication: timely::CommunicationConfig::Process(config.workers.max(1)),
         worker: WorkerConfig::default(),
