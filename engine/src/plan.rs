@@ -220,6 +220,8 @@ pub enum WindowSpec {
     /// Per group, runs of rows less than `gap_ms` apart; a session runs from
     /// its first row to its last plus the gap.
     Session { gap_ms: Millis },
+    /// No window: one group for all time, updated as rows arrive.
+    Global,
 }
 
 impl WindowSpec {
@@ -228,6 +230,7 @@ impl WindowSpec {
         match *self {
             WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => size_ms,
             WindowSpec::Session { gap_ms } => gap_ms,
+            WindowSpec::Global => 0,
         }
     }
 
@@ -242,6 +245,7 @@ impl WindowSpec {
                 ((t - size_ms).div_euclid(slide_ms) * slide_ms + slide_ms, t.div_euclid(slide_ms) * slide_ms, slide_ms)
             }
             WindowSpec::Session { .. } => (1, 0, 1),
+            WindowSpec::Global => (0, 0, 1),
         };
         (first..=last).step_by(slide as usize)
     }

@@ -26,6 +26,7 @@ fn window(w: &WindowSpec) -> String {
         WindowSpec::Tumble { size_ms } => format!("TUMBLE size {size_ms} ms"),
         WindowSpec::Hop { slide_ms, size_ms } => format!("HOP slide {slide_ms} ms, size {size_ms} ms"),
         WindowSpec::Session { gap_ms } => format!("SESSION gap {gap_ms} ms"),
+        WindowSpec::Global => "none (one group for all time)".to_owned(),
     }
 }
 
@@ -36,7 +37,8 @@ fn explain_view(view: &ViewSpec, out: &mut String) {
         let _ = writeln!(out, "  where:      {}", filter.0.text());
     }
     let keys: Vec<&str> = view.group_by.iter().map(|c| c.name()).collect();
-    let _ = writeln!(out, "  group by:   {} + window", keys.join(", "));
+    let window_keys = if view.window == WindowSpec::Global { "" } else { " + window" };
+    let _ = writeln!(out, "  group by:   {}{window_keys}", keys.join(", "));
     let aggregates: Vec<String> = view.aggregates.iter().map(aggregate).collect();
     let _ = writeln!(out, "  aggregates: {}", aggregates.join(", "));
     let columns: Vec<&str> = view.columns.iter().map(ViewColumn::name).collect();
@@ -59,7 +61,7 @@ fn explain_view(view: &ViewSpec, out: &mut String) {
     let body = match view.window {
         WindowSpec::Session { .. } => format!("Exchange(group) -> SessionWindows: {}", view.name),
         _ => format!(
-            "AssignWindows: {0} (adds at event time, retracts at window end) -> Arrange -> Aggregate: {0} (differential reduce) -> {1}: {0}",
+            "AssignWindows: {0} (adds at event time, retracts at window end unless global) -> Arrange -> Aggregate: {0} (differential reduce) -> {1}: {0}",
             view.name,
             if view.emit == EmitMode::Final { "EmitClosedWindows" } else { "EmitUpdates" }
         ),

@@ -301,11 +301,11 @@ impl Planner {
     }
 
     fn add_view(&mut self, ident: &Ident, options: &[OptionValue], query: &Query) -> Result<(), QueryError> {
-        let mut emit = EmitMode::Final;
+        let mut emit = None;
         for option in options {
             match (name_of(&option.key).as_str(), option.value.as_str()) {
-                ("emit", "final") => emit = EmitMode::Final,
-                ("emit", "updates") => emit = EmitMode::Updates,
+                ("emit", "final") => emit = Some(EmitMode::Final),
+                ("emit", "updates") => emit = Some(EmitMode::Updates),
                 ("emit", other) => {
                     return Err(QueryError::at(option.span, format!("emit = '{other}' is not a mode"))
                         .with_hint("'final' (one row per window) or 'updates' (every change, with a diff)"));
@@ -320,6 +320,41 @@ impl Planner {
         let select = plain_select(query)?;
         refuse_clauses(select, true)?;
         let filter = where_filter(select)?;
+        // A view over a plain stream has no window: a continuously updated
+        // view, emitting its changes unless told to wait for the end.
+        let (input, window, emit) = match from_stream(select) {
+            Some(stream) => {
+                (self.resolve(stream, STREAMS, "stream")?, WindowSpec::Global, emit.unwrap_or(EmitMode::Updates))
+            }
+            None => {
+                let emit = emit.unwrap_or(EmitMode::Final);
+                let (input, window) = self.windowed_input(select, emit)?;
+                (input, window, emit)
+            }
+        };
+        let group_by = self.group_by(select, window == WindowSpec::Global)?;
+        let plain = select.having.is_none()
+            && select.projection.iter().all(|item| {
+                let expr = match item {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+                    _ => return true,
+                };
+                matches!(expr, Expr::Identifier(_)) || matches!(expr, Expr::Function(f) if is_aggregate(f))
+            });
+        let (columns, aggregates, finish) = if plain {
+            let (columns, aggregates) = view_columns(select, &group_by)?;
+            (columns, aggregates, None)
+        } else {
+            finished_columns(select, &group_by)?
+        };
+        let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
+        let name = self.declare(ident, Relation::View)?;
+        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, finish, emit });
+        Ok(())
+    }
+
+    /// The stream and window of `FROM TUMBLE(...) | HOP(...) | SESSION(...)`.
+    fn windowed_input(&self, select: &Select, emit: EmitMode) -> Result<(String, WindowSpec), QueryError> {
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
         let usage = match upper.as_str() {
@@ -370,28 +405,10 @@ impl Planner {
                 format!("windows are over `event_time`, not `{}`", time_column.value),
             ));
         }
-        let group_by = self.group_by(select)?;
-        let plain = select.having.is_none()
-            && select.projection.iter().all(|item| {
-                let expr = match item {
-                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
-                    _ => return true,
-                };
-                matches!(expr, Expr::Identifier(_)) || matches!(expr, Expr::Function(f) if is_aggregate(f))
-            });
-        let (columns, aggregates, finish) = if plain {
-            let (columns, aggregates) = view_columns(select, &group_by)?;
-            (columns, aggregates, None)
-        } else {
-            finished_columns(select, &group_by)?
-        };
-        let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
-        let name = self.declare(ident, Relation::View)?;
-        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, finish, emit });
-        Ok(())
+        Ok((input, window))
     }
 
-    fn group_by(&self, select: &Select) -> Result<Vec<GroupKey>, QueryError> {
+    fn group_by(&self, select: &Select, global: bool) -> Result<Vec<GroupKey>, QueryError> {
         let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
             return Err(QueryError::at(select.span(), "GROUP BY ALL is not supported; name the columns"));
         };
@@ -402,7 +419,11 @@ impl Planner {
             };
             keys.push(GroupKey::from_ident(ident)?);
         }
-        if !keys.iter().any(|k| k.detection.is_none()) {
+        if let (true, Some(bound)) = (global, keys.iter().find(|k| k.detection.is_none())) {
+            return Err(QueryError::at(select.span(), format!("`{}` needs a window", bound.name))
+                .with_hint("read FROM TUMBLE(stream, event_time, INTERVAL ...), or group by detection columns only"));
+        }
+        if !global && !keys.iter().any(|k| k.detection.is_none()) {
             return Err(QueryError::at(select.span(), "a windowed view must GROUP BY window_start or window_end")
                 .with_hint("add `window_start, window_end` to GROUP BY"));
         }

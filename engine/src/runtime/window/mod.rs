@@ -79,8 +79,10 @@ pub(crate) fn build_view<'scope>(
                 let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
                 let mut session = output.session(&cap);
                 for (row, count) in added {
-                    let end = clock.tick_at_or_after(row.0.1 + size_ms);
-                    released.entry(end.max(time)).or_default().push((row.clone(), -count));
+                    if window != WindowSpec::Global {
+                        let end = clock.tick_at_or_after(row.0.1 + size_ms);
+                        released.entry(end.max(time)).or_default().push((row.clone(), -count));
+                    }
                     session.give((row, time, count));
                 }
                 drop(session);
@@ -162,6 +164,7 @@ pub(crate) struct RowShape {
     group_by: Vec<DetectionColumn>,
     size_ms: Millis,
     finish: Option<Finish>,
+    global: bool,
     view: Arc<str>,
     job: Arc<Prepared>,
 }
@@ -194,9 +197,16 @@ impl RowShape {
             group_by: spec.group_by.clone(),
             size_ms: spec.window.size_ms(),
             finish: spec.finish.clone(),
+            global: spec.window == WindowSpec::Global,
             view: spec.name.as_str().into(),
             job: job.clone(),
         }
+    }
+
+    /// The tick at which the window starting at `start` is complete; a
+    /// global view's only "window" completes when its input ends.
+    fn end_tick(&self, clock: &TickClock, start: Millis) -> Tick {
+        if self.global { Tick::MAX } else { clock.tick_at_or_after(start + self.size_ms) }
     }
 
     fn row(&self, (group, start): &WindowKey, aggregates: &[Value], diff: Option<isize>) -> ViewRow {
@@ -252,7 +262,7 @@ fn emit_closed_windows<'scope>(
             input.for_each_stamp(|cap, data| {
                 for batch in data {
                     for ((key, aggregates), time, diff) in batch.drain(..) {
-                        let end = clock.tick_at_or_after(key.1 + shape.size_ms);
+                        let end = shape.end_tick(&clock, key.1);
                         // From its end on, a window only releases its state.
                         if time >= end {
                             continue;
@@ -304,7 +314,7 @@ fn emit_updates<'scope>(
                     let mut rows = std::mem::take(batch);
                     // From its end on, a window only releases its state:
                     // no change a reader should see.
-                    rows.retain(|((key, _), time, _)| *time < clock.tick_at_or_after(key.1 + shape.size_ms));
+                    rows.retain(|((key, _), time, _)| *time < shape.end_tick(&clock, key.1));
                     // Retractions first, so a reader applying rows in order
                     // never sees two values for one window at once.
                     rows.sort_by_key(|(_, time, diff)| (*time, *diff));
