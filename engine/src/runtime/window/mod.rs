@@ -30,7 +30,10 @@ use crate::plan::{
 };
 use crate::time::{Millis, Tick, TickClock};
 
+mod contributions;
 mod session;
+
+use contributions::Contributions;
 
 /// The grouping key of one window row: the group-by values, then the
 /// window's start.
@@ -52,47 +55,7 @@ pub(crate) fn build_view<'scope>(
     if let WindowSpec::Session { gap_ms } = window {
         return session::build_session_view(detections, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
     }
-    let group_by = spec.group_by.clone();
-    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
-    let size_ms = window.size_ms();
-    let keyed = detections.unary(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
-        move |input, output| {
-            input.for_each_stamp(|cap, data| {
-                // A stamp is a non-empty set of times: the least exists.
-                let Some(&time) = cap.least() else { return };
-                // Rows of one batch are summed per window and value first:
-                // many detections of one label in a frame become one update.
-                let mut added: HashMap<(WindowKey, Inputs), isize> = HashMap::new();
-                for batch in data {
-                    for d in batch.drain(..) {
-                        let group: Vec<Value> = group_by.iter().map(|c| column_value(&d, *c)).collect();
-                        let values: Inputs =
-                            inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
-                        for start in window.starts(d.event_time) {
-                            *added.entry(((group.clone(), start), values.clone())).or_insert(0) += 1;
-                        }
-                    }
-                }
-                // Each addition is retracted again at its window's end, when
-                // the window is emitted: the aggregation then holds open
-                // windows only, and its cost does not grow with history.
-                let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
-                let mut session = output.session(&cap);
-                for (row, count) in added {
-                    if window != WindowSpec::Global {
-                        let end = clock.tick_at_or_after(row.0.1 + size_ms);
-                        released.entry(end.max(time)).or_default().push((row.clone(), -count));
-                    }
-                    session.give((row, time, count));
-                }
-                drop(session);
-                for (end, rows) in released {
-                    let at = cap.delayed(&end, 0);
-                    output.session(&at).give_iterator(rows.into_iter().map(|(row, diff)| (row, end, diff)));
-                }
-            })
-        }
-    });
+    let keyed = assign_windows(detections, spec, clock);
     let aggregates = spec.aggregates.clone();
     let results =
         keyed.as_collection().reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
@@ -103,6 +66,74 @@ pub(crate) fn build_view<'scope>(
         EmitMode::Final => emit_closed_windows(results.inner, spec, shape, clock, metrics),
         EmitMode::Updates => emit_updates(results.inner, spec, shape, clock, metrics),
     }
+}
+
+/// Sums each row's contributions per window, group and aggregate inputs,
+/// and hands them to differential together with their retraction at the
+/// window's end.
+///
+/// With `emit = 'final'` nobody looks at a window before it closes, so its
+/// contributions are held back and summed until the tick before its end:
+/// differential then sees each window's distinct rows once, not every
+/// detection. The capability for that is held at the tick before the
+/// window's end, ahead of the sources' watermark, so it never holds back
+/// the frames in flight. With `emit = 'updates'` each batch goes on at once.
+fn assign_windows<'scope>(
+    detections: StreamVec<'scope, Tick, Detection>,
+    spec: &ViewSpec,
+    clock: TickClock,
+) -> StreamVec<'scope, Tick, Update> {
+    let group_by = spec.group_by.clone();
+    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let window = spec.window;
+    let size_ms = window.size_ms();
+    let hold_back = spec.emit == EmitMode::Final && window != WindowSpec::Global;
+    detections.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
+        let mut open: BTreeMap<Tick, (Capability<Tick>, Contributions)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                // A stamp is a non-empty set of times: the least exists.
+                let Some(&time) = cap.least() else { return };
+                for batch in data {
+                    for d in batch.drain(..) {
+                        for start in window.starts(d.event_time) {
+                            let at = if hold_back {
+                                clock.tick_at_or_after(start + size_ms).saturating_sub(1).max(time)
+                            } else {
+                                time
+                            };
+                            let (_, sums) = open
+                                .entry(at)
+                                .or_insert_with(|| (cap.delayed(&at, 0), Contributions::new(&group_by, &inputs)));
+                            sums.add(&d, start, 1);
+                        }
+                    }
+                }
+            });
+            while let Some(entry) = open.first_entry() {
+                if hold_back && frontier.less_than(entry.key()) {
+                    break;
+                }
+                let (at, (capability, mut sums)) = entry.remove_entry();
+                // Each addition is retracted again at its window's end, when
+                // the window is emitted: the aggregation then holds open
+                // windows only, and its cost does not grow with history.
+                let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
+                let rows = sums.take();
+                if window != WindowSpec::Global {
+                    for (row, count) in &rows {
+                        let end = clock.tick_at_or_after(row.0.1 + size_ms).max(at);
+                        released.entry(end).or_default().push((row.clone(), -count));
+                    }
+                }
+                output.session(&capability).give_iterator(rows.into_iter().map(|(row, count)| (row, at, count)));
+                for (end, rows) in released {
+                    let at = capability.delayed(&end);
+                    output.session(&at).give_iterator(rows.into_iter().map(|(row, diff)| (row, end, diff)));
+                }
+            }
+        }
+    })
 }
 
 /// The value of a detection's column, as views see it.
