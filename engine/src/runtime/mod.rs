@@ -180,10 +180,10 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn admit(&mut self, tick: Tick, metrics: &Metrics) {
-        *self.by_tick.entry(tick).or_insert(0) += 1;
-        self.total += 1;
-        metrics.frames_in_flight.fetch_add(1, Ordering::Relaxed);
+    fn admit(&mut self, tick: Tick, count: usize, metrics: &Metrics) {
+        *self.by_tick.entry(tick).or_insert(0) += count;
+        self.total += count;
+        metrics.frames_in_flight.fetch_add(count as i64, Ordering::Relaxed);
     }
 
     /// Forgets frames at ticks the probe has passed.
@@ -224,11 +224,12 @@ fn admit<T: 'static>(
         let at = capability.delayed(&tick);
         let mut session = handle.session(&at);
         session.give(item);
-        in_flight.admit(tick, metrics);
+        let mut count = 1;
         while let Some((item, _)) = placed.next_if(|(_, t)| *t == tick) {
             session.give(item);
-            in_flight.admit(tick, metrics);
+            count += 1;
         }
+        in_flight.admit(tick, count, metrics);
     }
 }
 

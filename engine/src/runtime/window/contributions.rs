@@ -36,7 +36,8 @@ impl Contributions {
     pub(super) fn add(&mut self, d: &Detection, start: Millis, count: isize) {
         let hash = self.hash(d, start);
         let candidates = self.by_hash.entry(hash).or_default();
-        if let Some(&found) = candidates.iter().find(|&&i| matches(&self.rows[i].0, d, start, &self.group_by, &self.inputs))
+        if let Some(&found) =
+            candidates.iter().find(|&&i| matches(&self.rows[i].0, d, start, &self.group_by, &self.inputs))
         {
             self.rows[found].1 += count;
             return;
@@ -56,7 +57,7 @@ impl Contributions {
     }
 
     fn hash(&self, d: &Detection, start: Millis) -> u64 {
-        let mut hash = Fnv::default();
+        let mut hash = WordHash::default();
         hash.write_i64(start);
         for column in self.group_by.iter().copied().chain(self.inputs.iter().flatten().copied()) {
             hash_column(&mut hash, d, column);
@@ -91,7 +92,7 @@ fn column_equals(d: &Detection, column: DetectionColumn, value: &Value) -> bool 
     }
 }
 
-fn hash_column(hash: &mut Fnv, d: &Detection, column: DetectionColumn) {
+fn hash_column(hash: &mut WordHash, d: &Detection, column: DetectionColumn) {
     let bits = |v: f32| v.to_bits().to_le_bytes();
     match column {
         DetectionColumn::FrameId => hash.write(d.frame_id.as_bytes()),
@@ -106,24 +107,33 @@ fn hash_column(hash: &mut Fnv, d: &Detection, column: DetectionColumn) {
         DetectionColumn::W => hash.write(&bits(d.w)),
         DetectionColumn::H => hash.write(&bits(d.h)),
     }
-    hash.write_u8(0xff);
 }
 
-/// FNV-1a over the key's bytes: short keys, fast to hash.
-struct Fnv(u64);
+/// A word-at-a-time hash (the multiply-rotate of rustc's FxHash), with the
+/// length of each part mixed in: keys are short, and this runs per row.
+#[derive(Default)]
+struct WordHash(u64);
 
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+impl WordHash {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
-impl Hasher for Fnv {
+impl Hasher for WordHash {
     fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
         }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(last) ^ (bytes.len() as u64) << 56);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.mix(n as u64);
     }
 
     fn finish(&self) -> u64 {

@@ -89,7 +89,9 @@ fn assign_windows<'scope>(
     let size_ms = window.size_ms();
     let hold_back = spec.emit == EmitMode::Final && window != WindowSpec::Global;
     detections.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
-        let mut open: BTreeMap<Tick, (Capability<Tick>, Contributions)> = BTreeMap::new();
+        // By the tick they go on at, earliest first; few at a time (the
+        // windows open within the lateness), so a scan beats a tree.
+        let mut open: Vec<(Tick, Capability<Tick>, Contributions)> = Vec::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, data| {
                 // A stamp is a non-empty set of times: the least exists.
@@ -102,19 +104,23 @@ fn assign_windows<'scope>(
                             } else {
                                 time
                             };
-                            let (_, sums) = open
-                                .entry(at)
-                                .or_insert_with(|| (cap.delayed(&at, 0), Contributions::new(&group_by, &inputs)));
-                            sums.add(&d, start, 1);
+                            let index = match open.iter().rposition(|(t, ..)| *t <= at) {
+                                Some(i) if open[i].0 == at => i,
+                                before => {
+                                    let i = before.map_or(0, |i| i + 1);
+                                    let sums = Contributions::new(&group_by, &inputs);
+                                    open.insert(i, (at, cap.delayed(&at, 0), sums));
+                                    i
+                                }
+                            };
+                            open[index].2.add(&d, start, 1);
                         }
                     }
                 }
             });
-            while let Some(entry) = open.first_entry() {
-                if hold_back && frontier.less_than(entry.key()) {
-                    break;
-                }
-                let (at, (capability, mut sums)) = entry.remove_entry();
+            let due =
+                if hold_back { open.iter().take_while(|(at, ..)| !frontier.less_than(at)).count() } else { open.len() };
+            for (at, capability, mut sums) in open.drain(..due) {
                 // Each addition is retracted again at its window's end, when
                 // the window is emitted: the aggregation then holds open
                 // windows only, and its cost does not grow with history.
