@@ -30,8 +30,8 @@ struct Cli {
 enum Command {
     /// Run a job (a .sql file of CREATE statements) in this process.
     Run(RunArgs),
-    /// Ask SQL of what jobs stored: every FILE sink is a table named after
-    /// the sink (the default dead-letter file is `dead_letter`).
+    /// Ask SQL of what jobs stored: every FILE and PARQUET sink is a table
+    /// named after the sink (the default dead-letter file is `dead_letter`).
     Query(QueryArgs),
 }
 
@@ -140,7 +140,7 @@ fn run_job(args: RunArgs) -> Result<()> {
         print!("{}", queries::explain::explain(&plan));
         return Ok(());
     }
-    if plan.sinks.iter().any(|s| s.kind == "file") {
+    if plan.sinks.iter().any(|s| s.kind == "file" || s.kind == "parquet") {
         let mut tables = queries::catalog::Catalog::load(&args.state_dir).map_err(anyhow::Error::msg)?;
         tables.record(&plan, &std::env::current_dir()?);
         tables.save(&args.state_dir).map_err(anyhow::Error::msg)?;

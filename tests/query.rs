@@ -76,3 +76,74 @@ fn queries_read_the_sinks_a_job_stored() {
     let (ok, _, stderr) = query(dir.path(), &["SELEC label FROM dets"]);
     assert!(!ok && stderr.contains("SELEC"), "{stderr}");
 }
+
+/// The rows of a query, as JSON objects, in the order printed.
+fn rows(dir: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let (ok, stdout, stderr) = query(dir, &[sql, "--format", "json"]);
+    assert!(ok, "{sql}: {stderr}");
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Two results hold the same rows; the first difference is named.
+fn same_rows(got: &[serde_json::Value], expected: &[serde_json::Value]) {
+    assert_eq!(got.len(), expected.len(), "row counts differ");
+    if let Some((g, e)) = got.iter().zip(expected).find(|(g, e)| g != e) {
+        panic!("rows differ:\n  got      {g}\n  expected {e}");
+    }
+}
+
+#[test]
+fn parquet_sinks_hold_what_file_sinks_hold_and_read_back_as_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = common::repo().join("tests/golden/data/market.jsonl");
+    let job = format!(
+        "CREATE SOURCE d FROM DETECTIONS '{}';
+         CREATE VIEW counts AS SELECT source_id, label, window_start, count(*) AS n, avg(confidence) AS conf
+           FROM TUMBLE(d, event_time, INTERVAL '10' SECOND) GROUP BY source_id, label, window_start;
+         CREATE SINK dets_json FROM d INTO FILE 'out/dets.jsonl';
+         CREATE SINK dets_pq FROM d INTO PARQUET 'out/dets' WITH (max_file_bytes = '4KiB');
+         CREATE SINK counts_json FROM counts INTO FILE 'out/counts.jsonl';
+         CREATE SINK counts_pq FROM counts INTO PARQUET 'out/counts' WITH (compression = 'zstd');",
+        market.display()
+    );
+    let output = common::run_job(dir.path(), &job, &[]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let parts = std::fs::read_dir(dir.path().join("out/dets")).unwrap().count();
+    assert!(parts > 1, "4KiB files roll: {parts} part(s)");
+
+    // The same questions of the JSONL and the Parquet tables agree, times
+    // and types included.
+    let detections = "SELECT frame_id, source_id, event_time, label, confidence, x, y, w, h FROM {} \
+                      ORDER BY frame_id, label, confidence, x";
+    let from_json = rows(dir.path(), &detections.replace("{}", "dets_json"));
+    assert_eq!(from_json.len(), common::read_jsonl(&market).len());
+    same_rows(&rows(dir.path(), &detections.replace("{}", "dets_pq")), &from_json);
+    let counts = "SELECT source_id, label, window_start, n, conf FROM {} ORDER BY source_id, label, window_start";
+    let counts_json = rows(dir.path(), &counts.replace("{}", "counts_json"));
+    same_rows(&rows(dir.path(), &counts.replace("{}", "counts_pq")), &counts_json);
+
+    // DuckDB reads the files, with times as timestamps with a time zone.
+    let check = "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*), sum(n), any_value(typeof(window_start)) \
+                 FROM read_parquet('{sys.argv[1]}/*.parquet')\").fetchall()[0])";
+    let output = Command::new(common::python())
+        .args(["-c", check, &dir.path().join("out/counts").display().to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let total: i64 =
+        common::read_jsonl(&dir.path().join("out/counts.jsonl")).iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    let windows = common::read_jsonl(&dir.path().join("out/counts.jsonl")).len();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("({windows}, {total}, 'TIMESTAMP WITH TIME ZONE')")
+    );
+
+    // The Parquet folder is a source of detections: the same windows again.
+    let again = "CREATE SOURCE d FROM DETECTIONS 'out/dets';
+         CREATE VIEW counts AS SELECT source_id, label, window_start, count(*) AS n, avg(confidence) AS conf
+           FROM TUMBLE(d, event_time, INTERVAL '10' SECOND) GROUP BY source_id, label, window_start;
+         CREATE SINK again FROM counts INTO FILE 'out/again.jsonl';";
+    let output = common::run_job(dir.path(), again, &[]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    same_rows(&rows(dir.path(), &counts.replace("{}", "again")), &counts_json);
+}

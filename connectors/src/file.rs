@@ -16,7 +16,7 @@ use crate::options::reject_unknown;
 pub struct FileSinkFactory;
 
 impl SinkFactory for FileSinkFactory {
-    fn open(&self, spec: &SinkSpec) -> Result<Box<dyn Sink>, String> {
+    fn open(&self, spec: &SinkSpec, _schema: engine::columnar::SchemaRef) -> Result<Box<dyn Sink>, String> {
         reject_unknown(&spec.options, &["format"])?;
         if let Some(format) = spec.options.get("format").filter(|f| f.as_str() != "jsonl") {
             return Err(format!("format = '{format}' is not supported by FILE; supported: 'jsonl'"));
@@ -35,7 +35,7 @@ impl SinkFactory for FileSinkFactory {
 pub struct StdoutSinkFactory;
 
 impl SinkFactory for StdoutSinkFactory {
-    fn open(&self, spec: &SinkSpec) -> Result<Box<dyn Sink>, String> {
+    fn open(&self, spec: &SinkSpec, _schema: engine::columnar::SchemaRef) -> Result<Box<dyn Sink>, String> {
         reject_unknown(&spec.options, &[])?;
         Ok(Box::new(JsonLinesSink { out: BufWriter::new(Box::new(std::io::stdout())) }))
     }

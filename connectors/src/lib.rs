@@ -5,6 +5,7 @@
 //! - [`detections`]: `DETECTIONS`, detection rows made elsewhere (JSONL).
 //! - [`generator`]: `GENERATOR`, synthetic detections at a set rate.
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
+//! - [`parquet_sink`]: `PARQUET`, rows as rolled Parquet files.
 //! - [`options`]: parsing of `WITH (...)` values shared by connectors.
 //!
 //! Adding a connector means one module here and one line in [`register`].
@@ -14,6 +15,7 @@ pub mod directory;
 pub mod file;
 pub mod generator;
 pub mod options;
+pub mod parquet_sink;
 
 use std::sync::Arc;
 
@@ -26,4 +28,5 @@ pub fn register(registry: &mut Registry) {
     registry.sources.insert("generator", Arc::new(generator::GeneratorSourceFactory));
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
+    registry.sinks.insert("parquet", Arc::new(parquet_sink::ParquetSinkFactory));
 }

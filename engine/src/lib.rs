@@ -1,7 +1,8 @@
 //! The frameflow engine: the data model, the plugin traits, and the
 //! timely-dataflow runtime that runs a job.
 //!
-//! - [`model`]: frames, detections, outcomes and view rows (DESIGN.md §2).
+//! - [`model`]: frames, detections, outcomes and view rows (DESIGN.md §2);
+//!   [`columnar`]: the same rows as Arrow batches.
 //! - [`time`]: event time, ticks, RFC 3339; [`watermark`]: per-camera
 //!   watermarks behind a source's promise.
 //! - [`plan`]: a job as the engine runs it, produced by the SQL layer.
@@ -21,6 +22,7 @@
 //! The engine depends on no other frameflow crate: connectors, operators
 //! and the SQL layer plug into it.
 
+pub mod columnar;
 pub mod error;
 pub mod metrics;
 pub mod model;

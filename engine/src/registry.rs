@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Pixels, Record};
 use crate::plan::{Options, SinkSpec, SourceSpec};
 use crate::time::Millis;
@@ -106,16 +108,23 @@ pub trait OperatorFactory: Send + Sync {
 /// Where records leave the job.
 ///
 /// # Contract
-/// `write` gets records in batches; once `flush` returns, what was written
-/// is delivered. Sinks run on one worker.
+/// `write` gets records in batches, all of one kind (detections, view rows
+/// or outcomes); once `flush` returns, what was written is delivered, or,
+/// for a sink that delivers in files, on its way into the next one. `close`
+/// comes once, when the sink's input has ended, and delivers the rest.
+/// Sinks run on one worker.
 pub trait Sink: Send {
     fn write(&mut self, records: &[Record]) -> Result<(), String>;
     fn flush(&mut self) -> Result<(), String>;
+    fn close(&mut self) -> Result<(), String> {
+        self.flush()
+    }
 }
 
 pub trait SinkFactory: Send + Sync {
-    /// Opens the sink (creating its files) before the job starts.
-    fn open(&self, spec: &SinkSpec) -> Result<Box<dyn Sink>, String>;
+    /// Opens the sink (creating its files) before the job starts. `schema`
+    /// is that of the rows it will get ([`crate::columnar::schema_of`]).
+    fn open(&self, spec: &SinkSpec, schema: SchemaRef) -> Result<Box<dyn Sink>, String>;
 }
 
 /// Every plugin a job may name, by lower-case name.

@@ -1,10 +1,10 @@
 //! `frameflow query "SELECT ..."`: ad-hoc SQL with DataFusion over what
-//! jobs stored — each FILE sink of the catalog is a table named after the
-//! sink, the dead-letter log included.
+//! jobs stored — each FILE (JSONL) and PARQUET sink of the catalog is a
+//! table named after the sink, the dead-letter log included.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::prelude::{JsonReadOptions, SessionContext};
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext};
 
 use crate::catalog::Catalog;
 
@@ -29,16 +29,24 @@ pub fn query(sql: &str, catalog: &Catalog, format: Format) -> Result<String, Str
 async fn run(sql: &str, catalog: &Catalog) -> Result<Vec<RecordBatch>, String> {
     let context = SessionContext::new();
     for (name, table) in &catalog.tables {
-        if !table.path.is_file() {
-            continue;
-        }
         let schema = table.schema();
-        let extension = table.path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
-        let options = JsonReadOptions::default().schema(&schema).file_extension(&extension);
-        context
-            .register_json(name.as_str(), table.path.to_string_lossy(), options)
-            .await
-            .map_err(|e| format!("cannot open table `{name}` ({}): {e}", table.path.display()))?;
+        let path = table.path.to_string_lossy();
+        let registered = match table.format.as_str() {
+            "parquet" if table.path.is_dir() => {
+                // Finished parts only: files still being written end in
+                // `.inprogress`.
+                let options = ParquetReadOptions::default().schema(&schema).file_extension(".parquet");
+                context.register_parquet(name.as_str(), path, options).await
+            }
+            "jsonl" if table.path.is_file() => {
+                let extension =
+                    table.path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+                let options = JsonReadOptions::default().schema(&schema).file_extension(&extension);
+                context.register_json(name.as_str(), path, options).await
+            }
+            _ => continue,
+        };
+        registered.map_err(|e| format!("cannot open table `{name}` ({}): {e}", table.path.display()))?;
     }
     let frame = context.sql(sql).await.map_err(|e| describe(&e.to_string(), catalog))?;
     frame.collect().await.map_err(|e| describe(&e.to_string(), catalog))
@@ -49,7 +57,11 @@ fn describe(message: &str, catalog: &Catalog) -> String {
     let message = message.lines().next().unwrap_or(message).to_owned();
     if message.contains("not found") && message.contains("table") {
         let known: Vec<&str> = catalog.tables.keys().map(String::as_str).collect();
-        let known = if known.is_empty() { "none yet: run a job with a FILE sink".to_owned() } else { known.join(", ") };
+        let known = if known.is_empty() {
+            "none yet: run a job with a FILE or PARQUET sink".to_owned()
+        } else {
+            known.join(", ")
+        };
         return format!("{message} (tables: {known})");
     }
     message

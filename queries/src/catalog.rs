@@ -1,19 +1,16 @@
-//! What a job stored, for `frameflow query`: each FILE sink becomes a table
-//! named after the sink, with the Arrow schema of its rows. `frameflow run`
+//! What a job stored, for `frameflow query`: each FILE and PARQUET sink
+//! becomes a table named after the sink, with the Arrow schema of its rows. `frameflow run`
 //! records them in `STATE_DIR/catalog.json`; a later run of a sink with the
 //! same name replaces its entry.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use engine::plan::{
-    AggregateFunction, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, OUTCOMES, ViewColumn, ViewSpec,
-};
-
-use crate::filter::detection_schema;
+use engine::columnar::{data_type, schema_of, type_name};
+use engine::plan::JobPlan;
 
 /// One stored table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,95 +28,6 @@ pub struct Catalog {
 
 const CATALOG_FILE: &str = "catalog.json";
 
-fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-}
-
-fn type_name(kind: &DataType) -> String {
-    match kind {
-        DataType::Timestamp(..) => "timestamp".into(),
-        DataType::Utf8 => "text".into(),
-        DataType::Int64 => "int".into(),
-        DataType::Float64 => "float".into(),
-        DataType::UInt64 => "uint".into(),
-        other => other.to_string(),
-    }
-}
-
-fn data_type(name: &str) -> DataType {
-    match name {
-        "timestamp" => timestamp(),
-        "int" => DataType::Int64,
-        "float" => DataType::Float64,
-        "uint" => DataType::UInt64,
-        "bool" => DataType::Boolean,
-        _ => DataType::Utf8,
-    }
-}
-
-fn outcome_schema() -> Schema {
-    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
-    Schema::new(vec![
-        text("frame_id", false),
-        text("tenant", false),
-        text("source_id", false),
-        Field::new("event_time", timestamp(), false),
-        text("outcome", false),
-        text("stage", false),
-        text("reason", true),
-        Field::new("detections", DataType::Int64, false),
-    ])
-}
-
-fn column_type(column: DetectionColumn) -> DataType {
-    if column.is_numeric() { DataType::Float64 } else { DataType::Utf8 }
-}
-
-fn view_schema(view: &ViewSpec) -> Schema {
-    if let Some(finish) = &view.finish {
-        let mut fields: Vec<Field> =
-            finish.0.output_columns().iter().map(|(name, kind)| Field::new(name, data_type(kind), true)).collect();
-        if view.emit == EmitMode::Updates {
-            fields.push(Field::new("diff", DataType::Int64, false));
-        }
-        return Schema::new(fields);
-    }
-    let mut fields: Vec<Field> = view
-        .columns
-        .iter()
-        .map(|column| {
-            let kind = match column {
-                ViewColumn::Key { column, .. } => column_type(*column),
-                ViewColumn::WindowStart { .. } | ViewColumn::WindowEnd { .. } => timestamp(),
-                ViewColumn::Aggregate { index, .. } => {
-                    let aggregate = view.aggregates[*index];
-                    match (aggregate.function, aggregate.column) {
-                        (AggregateFunction::Count, _) => DataType::Int64,
-                        (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => column_type(c),
-                        _ => DataType::Float64,
-                    }
-                }
-            };
-            Field::new(column.name(), kind, true)
-        })
-        .collect();
-    if view.emit == EmitMode::Updates {
-        fields.push(Field::new("diff", DataType::Int64, false));
-    }
-    Schema::new(fields)
-}
-
-/// The schema of what a sink of `plan` reading `input` writes.
-pub fn schema_of(plan: &JobPlan, input: &str) -> Schema {
-    if input == OUTCOMES || input == DEAD_LETTER {
-        return outcome_schema();
-    }
-    match plan.views.iter().find(|v| v.name == input) {
-        Some(view) => view_schema(view),
-        None => detection_schema().as_ref().clone(),
-    }
-}
-
 impl Catalog {
     pub fn load(state_dir: &Path) -> Result<Catalog, String> {
         let path = state_dir.join(CATALOG_FILE);
@@ -130,16 +38,23 @@ impl Catalog {
         }
     }
 
-    /// Records the FILE sinks of `plan` (paths made absolute from `cwd`).
+    /// Records the FILE and PARQUET sinks of `plan` (paths made absolute
+    /// from `cwd`).
     pub fn record(&mut self, plan: &JobPlan, cwd: &Path) {
-        for sink in plan.sinks.iter().filter(|s| s.kind == "file") {
+        for sink in &plan.sinks {
+            let format = match sink.kind.as_str() {
+                "file" => "jsonl",
+                "parquet" => "parquet",
+                _ => continue,
+            };
             let Some(location) = &sink.location else { continue };
             let columns = schema_of(plan, &sink.input)
                 .fields()
                 .iter()
                 .map(|f| (f.name().clone(), type_name(f.data_type())))
                 .collect();
-            self.tables.insert(sink.name.clone(), Table { path: cwd.join(location), format: "jsonl".into(), columns });
+            let table = Table { path: cwd.join(location), format: format.into(), columns };
+            self.tables.insert(sink.name.clone(), table);
         }
     }
 

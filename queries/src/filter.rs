@@ -7,77 +7,21 @@
 //!  [Detection] ──detections_batch──▶ RecordBatch ──evaluate──▶ BooleanArray ──▶ keep
 //! ```
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchema, ExprSchema};
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{Expr, Spanned};
 
+use engine::columnar::{detection_schema, detections_batch};
 use engine::model::Detection;
 use engine::plan::{DetectionColumn, DetectionFilter};
 
 use crate::error::QueryError;
-
-/// The Arrow schema of detection rows, as `WHERE` and `frameflow query`
-/// see them. Box and confidence are Float64 holding the value as printed.
-pub fn detection_schema() -> SchemaRef {
-    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-        let number = |name: &str| Field::new(name, DataType::Float64, false);
-        Arc::new(Schema::new(vec![
-            text("frame_id", false),
-            text("tenant", false),
-            text("source_id", false),
-            Field::new("event_time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-            text("operator", false),
-            text("label", false),
-            number("confidence"),
-            number("x"),
-            number("y"),
-            number("w"),
-            number("h"),
-            Field::new("track_id", DataType::UInt64, true),
-            text("text", true),
-        ]))
-    });
-    SCHEMA.clone()
-}
-
-/// The f64 of an f32's printed form (0.8, not 0.800000011920929).
-fn printed(v: f32) -> f64 {
-    format!("{v}").parse().unwrap_or(f64::from(v))
-}
-
-/// Detections as one Arrow batch of [`detection_schema`].
-pub fn detections_batch(rows: &[Detection]) -> Result<RecordBatch, String> {
-    let strings =
-        |f: &dyn Fn(&Detection) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
-    let numbers = |f: &dyn Fn(&Detection) -> f32| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|d| printed(f(d)))))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        strings(&|d| &d.frame_id),
-        strings(&|d| &d.tenant),
-        strings(&|d| &d.source_id),
-        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|d| d.event_time)).with_timezone("UTC")),
-        strings(&|d| &d.operator),
-        strings(&|d| &d.label),
-        numbers(&|d| d.confidence),
-        numbers(&|d| d.x),
-        numbers(&|d| d.y),
-        numbers(&|d| d.w),
-        numbers(&|d| d.h),
-        Arc::new(rows.iter().map(|d| d.track_id).collect::<UInt64Array>()),
-        Arc::new(rows.iter().map(|d| d.text.as_deref()).collect::<StringArray>()),
-    ];
-    RecordBatch::try_new(detection_schema(), columns).map_err(|e| format!("cannot build a batch of detections: {e}"))
-}
 
 /// A compiled `WHERE` over detections.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{Expr, Spanned};
 
+use engine::columnar::{type_name, view_rows_batch};
 use engine::model::{F64, Value, ViewRow};
 use engine::plan::ViewFinish;
 
@@ -91,62 +92,12 @@ impl SqlFinish {
     }
 
     fn batch(&self, rows: &[ViewRow]) -> Result<RecordBatch, String> {
-        let columns = self
-            .base
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                column_array(rows.iter().map(|r| r.values.get(i).unwrap_or(&Value::Null)), field.data_type())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.base.clone(), columns).map_err(|e| e.to_string())
+        view_rows_batch(&self.base, rows)
     }
 }
 
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_owned()
-}
-
-fn column_array<'a>(values: impl Iterator<Item = &'a Value>, kind: &DataType) -> Result<ArrayRef, String> {
-    let array: ArrayRef = match kind {
-        DataType::Utf8 => Arc::new(
-            values
-                .map(|v| match v {
-                    Value::Str(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .collect::<StringArray>(),
-        ),
-        DataType::Int64 => Arc::new(
-            values
-                .map(|v| match v {
-                    Value::Int(n) => Some(*n),
-                    _ => None,
-                })
-                .collect::<Int64Array>(),
-        ),
-        DataType::Float64 => Arc::new(
-            values
-                .map(|v| match v {
-                    Value::Float(f) => Some(f.0),
-                    Value::Int(n) => Some(*n as f64),
-                    _ => None,
-                })
-                .collect::<Float64Array>(),
-        ),
-        DataType::Timestamp(..) => Arc::new(
-            values
-                .map(|v| match v {
-                    Value::Time(t) => Some(*t),
-                    _ => None,
-                })
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
-        other => return Err(format!("a view column of type {other} cannot be evaluated")),
-    };
-    Ok(array)
 }
 
 /// The i-th value of an evaluated column, as a row value.
@@ -174,18 +125,6 @@ fn value_at(array: &ArrayRef, i: usize) -> Value {
             Err(_) => Value::Null,
         }
     }
-}
-
-pub(crate) fn type_name(kind: &DataType) -> String {
-    match kind {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => "int",
-        DataType::Float32 | DataType::Float64 => "float",
-        DataType::Timestamp(..) => "timestamp",
-        DataType::Boolean => "bool",
-        _ => "text",
-    }
-    .to_owned()
 }
 
 impl ViewFinish for SqlFinish {

@@ -111,7 +111,7 @@ impl Sink for CountingSink {
 }
 
 impl SinkFactory for CountingSink {
-    fn open(&self, _: &SinkSpec) -> Result<Box<dyn Sink>, String> {
+    fn open(&self, _: &SinkSpec, _: engine::columnar::SchemaRef) -> Result<Box<dyn Sink>, String> {
         Ok(Box::new(CountingSink))
     }
 }

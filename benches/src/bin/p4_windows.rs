@@ -146,7 +146,7 @@ impl Sink for Tally {
 }
 
 impl SinkFactory for Tally {
-    fn open(&self, _: &SinkSpec) -> Result<Box<dyn Sink>, String> {
+    fn open(&self, _: &SinkSpec, _: engine::columnar::SchemaRef) -> Result<Box<dyn Sink>, String> {
         Ok(Box::new(self.clone()))
     }
 }

@@ -266,8 +266,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Routes every record to worker 0, which writes them and flushes after
-/// each batch; its output carries no data, only progress for the probe.
+/// Routes every record to worker 0, which writes them, flushes after each
+/// batch, and closes the sink when its input ends; its output carries no
+/// data, only progress for the probe.
 fn write_to_sink<'scope>(
     records: StreamVec<'scope, Tick, Record>,
     name: &str,
@@ -275,11 +276,11 @@ fn write_to_sink<'scope>(
     job: Arc<Prepared>,
 ) -> StreamVec<'scope, Tick, ()> {
     let name = name.to_owned();
-    records.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+    records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &Record| 0),
         &format!("Sink: {name}"),
         move |_, _| {
-            move |input, _output| {
+            move |(input, frontier), _output| {
                 let mut wrote = false;
                 input.for_each_stamp(|_cap, data| {
                     for batch in data {
@@ -295,6 +296,11 @@ fn write_to_sink<'scope>(
                     }
                 });
                 if let (true, Some(Err(e))) = (wrote, sink.as_mut().map(|s| s.flush())) {
+                    fail(&job, format!("sink `{name}`: {e}"));
+                }
+                if frontier.is_empty()
+                    && let Some(Err(e)) = sink.take().map(|mut s| s.close())
+                {
                     fail(&job, format!("sink `{name}`: {e}"));
                 }
             }

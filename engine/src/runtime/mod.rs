@@ -153,11 +153,9 @@ fn prepare(
             name: spec.kind.clone(),
             known: known(registry.sinks.keys().collect()),
         })?;
-        let sink = factory.open(spec).map_err(|reason| EngineError::Plugin {
-            what: "sink",
-            name: spec.name.clone(),
-            reason,
-        })?;
+        let sink = factory
+            .open(spec, crate::columnar::schema_of(&plan, &spec.input))
+            .map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
         sinks.insert(spec.name.clone(), Mutex::new(Some(sink)));
     }
     Ok(Prepared {

@@ -147,7 +147,7 @@ pub(crate) fn column_value(d: &Detection, column: DetectionColumn) -> Value {
     // The f64 nearest the f32's shortest decimal form (0.8 rather than
     // 0.800000011920929): what the JSONL shows, and what a batch engine
     // reading that JSONL computes with.
-    let float = |v: f32| Value::Float(F64(format!("{v}").parse().unwrap_or(f64::from(v))));
+    let float = |v: f32| Value::Float(F64(crate::columnar::printed(v)));
     match column {
         DetectionColumn::FrameId => Value::Str(d.frame_id.clone()),
         DetectionColumn::Tenant => Value::Str(d.tenant.clone()),
