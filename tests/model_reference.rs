@@ -52,7 +52,7 @@ fn frameflow_detections(paths: &[String], rectangular: bool) -> Vec<Vec<Found>> 
                 ingest_time: 0,
                 media_type: MediaType::Jpeg,
                 bytes: Arc::from(std::fs::read(path).unwrap()),
-                late: false,
+                late: None,
                 refused: None,
             };
             let pixels = decoder.decode(&frame).expect("decodes");

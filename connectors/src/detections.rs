@@ -24,11 +24,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use engine::columnar::detections_from_batch;
 use engine::model::{Detection, FrameOutcome, Outcome};
-use engine::plan::LatePolicy;
 use engine::plan::SourceSpec;
-use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
+use engine::registry::{Partition, Source, SourceFactory, SourcePoll, SourceRow};
 use engine::time::Millis;
-use engine::watermark::{CameraWatermarks, late_row};
+use engine::watermark::CameraWatermarks;
 
 /// A row, or why the row at a place in the input could not be read.
 type Read = Result<Detection, (String, String)>;
@@ -137,12 +136,7 @@ impl SourceFactory for DetectionsSourceFactory {
                 }
             }
         }
-        Ok(Box::new(DetectionsSource {
-            rows,
-            earliest,
-            watermarks: CameraWatermarks::new(spec.lateness_ms),
-            late: spec.late,
-        }))
+        Ok(Box::new(DetectionsSource { rows, earliest, watermarks: CameraWatermarks::new(spec.lateness_ms) }))
     }
 }
 
@@ -165,7 +159,6 @@ struct DetectionsSource {
     /// Each camera's earliest row: the promise for a camera not yet seen.
     earliest: BTreeMap<Arc<str>, Millis>,
     watermarks: CameraWatermarks,
-    late: LatePolicy,
 }
 
 impl Source for DetectionsSource {
@@ -174,8 +167,11 @@ impl Source for DetectionsSource {
             return Ok(SourcePoll::Done);
         }
         let batch = self.rows.drain(..max.min(self.rows.len())).map(|row| match row {
-            Ok(d) if self.watermarks.observe(&d.source_id, d.event_time) => Err(late_row(&d, self.late)),
-            row => row,
+            Ok(d) => match self.watermarks.observe(&d.source_id, d.event_time) {
+                Some(watermark) => SourceRow::Late(d, watermark),
+                None => SourceRow::Row(d),
+            },
+            Err(refused) => SourceRow::Refused(refused),
         });
         Ok(SourcePoll::Detections(batch.collect()))
     }
@@ -220,8 +216,10 @@ mod tests {
         DetectionsSourceFactory.validate(&spec).unwrap();
         let mut source = DetectionsSourceFactory.open(&spec, Partition { worker: 0, workers: 1 }).unwrap();
         let SourcePoll::Detections(rows) = source.poll(10).unwrap() else { panic!("expected rows") };
-        assert_eq!(rows[0].as_ref().unwrap().tenant.as_ref(), "acme");
-        assert!(rows[1].as_ref().unwrap_err().reason.as_ref().unwrap().starts_with("line 2 is not a detection row"));
+        let SourceRow::Row(first) = &rows[0] else { panic!("expected a row: {:?}", rows[0]) };
+        assert_eq!(first.tenant.as_ref(), "acme");
+        let SourceRow::Refused(second) = &rows[1] else { panic!("expected a refusal: {:?}", rows[1]) };
+        assert!(second.reason.as_ref().unwrap().starts_with("line 2 is not a detection row"));
         assert_eq!(source.watermark(), None);
     }
 
@@ -246,7 +244,7 @@ mod tests {
         let mut source = DetectionsSourceFactory.open(&spec, Partition { worker: 0, workers: 1 }).unwrap();
         assert_eq!(source.watermark(), Some(written.event_time));
         let SourcePoll::Detections(rows) = source.poll(10).unwrap() else { panic!("expected rows") };
-        let read = rows[0].as_ref().unwrap();
+        let SourceRow::Row(read) = &rows[0] else { panic!("expected a row: {:?}", rows[0]) };
         assert_eq!(read.tenant.as_ref(), "acme", "the source's tenant, not the file's");
         assert_eq!(Detection { tenant: written.tenant.clone(), ..read.clone() }, written);
     }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use engine::model::{Detection, stable_hash};
 use engine::plan::{Options, SourceSpec};
-use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
+use engine::registry::{Partition, Source, SourceFactory, SourcePoll, SourceRow};
 use engine::time::{Millis, parse_rfc3339_ms};
 
 use crate::options::{parse_bool, reject_unknown};
@@ -157,7 +157,7 @@ impl Source for GeneratorSource {
             for (c, name) in &self.cameras {
                 let index = first + c;
                 if self.config.count.is_none_or(|n| index < n) {
-                    rows.push(Ok(self.row(index, name)));
+                    rows.push(SourceRow::Row(self.row(index, name)));
                 }
             }
             self.round += 1;
@@ -190,7 +190,10 @@ mod tests {
     fn drain(source: &mut dyn Source) -> Vec<Detection> {
         let mut rows = Vec::new();
         while let SourcePoll::Detections(batch) = source.poll(7).unwrap() {
-            rows.extend(batch.into_iter().map(Result::unwrap));
+            rows.extend(batch.into_iter().map(|row| match row {
+                SourceRow::Row(d) => d,
+                other => panic!("expected a row: {other:?}"),
+            }));
         }
         rows
     }

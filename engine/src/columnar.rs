@@ -281,12 +281,16 @@ pub fn records_batch(schema: &SchemaRef, records: &[Record]) -> Result<RecordBat
     }
 }
 
+/// A detection read from a batch, or the index of a row that is not one
+/// and why.
+pub type BatchRow = Result<Detection, (usize, String)>;
+
 /// Detections from a batch with the columns of [`detection_schema`] (by
 /// name, any order; `track_id` and `text` may be missing). Times may be
 /// in any unit, numbers of any float or integer type. `Err` names a row
 /// that cannot be read, with its index and why; a missing or mistyped
 /// column fails the whole batch.
-pub fn detections_from_batch(batch: &RecordBatch) -> Result<Vec<Result<Detection, (usize, String)>>, String> {
+pub fn detections_from_batch(batch: &RecordBatch) -> Result<Vec<BatchRow>, String> {
     let column = |name: &str, kind: &DataType, required: bool| -> Result<Option<ArrayRef>, String> {
         match batch.column_by_name(name) {
             Some(array) => cast(array, kind).map(Some).map_err(|e| format!("column `{name}` is not {kind}: {e}")),
@@ -295,9 +299,7 @@ pub fn detections_from_batch(batch: &RecordBatch) -> Result<Vec<Result<Detection
         }
     };
     let text = |name: &str, required: bool| -> Result<Option<StringArray>, String> {
-        Ok(column(name, &DataType::Utf8, required)?
-            .map(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-            .flatten())
+        Ok(column(name, &DataType::Utf8, required)?.and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned()))
     };
     let number = |name: &str| -> Result<Float64Array, String> {
         column(name, &DataType::Float64, true)?

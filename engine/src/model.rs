@@ -53,8 +53,10 @@ pub struct Frame {
     pub ingest_time: Millis,
     pub media_type: MediaType,
     pub bytes: Arc<[u8]>,
-    /// Set by the source when the frame arrived behind its camera's watermark.
-    pub late: bool,
+    /// Set by the source when the frame arrived behind its camera's
+    /// watermark: that watermark, where a late frame is admitted
+    /// (`late = 'admit'`).
+    pub late: Option<Millis>,
     /// Set by the source when it refused the input (unreadable, too large):
     /// the frame is rejected with this reason instead of decoded.
     pub refused: Option<String>,

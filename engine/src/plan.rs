@@ -36,6 +36,9 @@ pub enum LatePolicy {
     DeadLetter,
     /// Counted, and recorded as a `late` outcome only.
     Drop,
+    /// Taken in: counted in every window of it not yet emitted; where its
+    /// window was emitted already, dead-lettered as late by the view.
+    Admit,
 }
 
 /// What a source's rows are.

@@ -37,13 +37,26 @@ impl Partition {
 pub enum SourcePoll {
     /// Frames, in the order they should be admitted.
     Frames(Vec<Frame>),
-    /// Detections made elsewhere; `Err` is a row the source could not read,
-    /// with its reason, to be dead-lettered.
-    Detections(Vec<Result<Detection, FrameOutcome>>),
+    /// Detections made elsewhere, in the order they should be admitted.
+    Detections(Vec<SourceRow>),
     /// Nothing now; more may come.
     Idle,
     /// Nothing now or later.
     Done,
+}
+
+/// One row a source of detections read.
+#[derive(Debug)]
+pub enum SourceRow {
+    /// A detection, on time.
+    Row(Detection),
+    /// A detection behind its camera's watermark (the `Millis`): the
+    /// engine admits it at that watermark, dead-letters or drops it, as the
+    /// source's `late` policy says.
+    Late(Detection, Millis),
+    /// An input that is not a detection, with its reason, to be
+    /// dead-lettered.
+    Refused(FrameOutcome),
 }
 
 /// A source partition on one worker.
@@ -51,8 +64,9 @@ pub enum SourcePoll {
 /// # Contract
 /// Sources never see timely capabilities. Instead each states a promise,
 /// [`Source::watermark`]: no frame with an earlier event time will come
-/// unless it is marked `late`. The engine turns the promise into capability
-/// downgrades, and treats a frame that breaks the promise as late.
+/// unless it is marked late. The engine turns the promise into capability
+/// downgrades, treats a frame that breaks the promise as late, and applies
+/// the late policy.
 pub trait Source: Send {
     /// Up to `max` frames that are ready now.
     ///

@@ -35,6 +35,11 @@ impl TickClock {
         u64::try_from(ms).unwrap_or(0) / self.tick_ms
     }
 
+    /// The first ms of `tick`.
+    pub fn start_of(&self, tick: Tick) -> Millis {
+        (tick * self.tick_ms) as Millis
+    }
+
     /// The first tick at or after `ms`: a window ending at `ms` (exclusive)
     /// is complete once the frontier reaches this tick.
     pub fn tick_at_or_after(&self, ms: Millis) -> Tick {

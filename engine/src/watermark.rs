@@ -37,17 +37,18 @@ impl CameraWatermarks {
         self.lateness_ms
     }
 
-    /// Records a frame; returns `true` if it is late.
-    pub fn observe(&mut self, source_id: &Arc<str>, event_time: Millis) -> bool {
+    /// Records a frame; returns the camera's watermark if the frame is
+    /// behind it (late).
+    pub fn observe(&mut self, source_id: &Arc<str>, event_time: Millis) -> Option<Millis> {
         match self.newest.get_mut(source_id) {
             Some(newest) => {
-                let late = event_time < *newest - self.lateness_ms;
+                let watermark = *newest - self.lateness_ms;
                 *newest = (*newest).max(event_time);
-                late
+                (event_time < watermark).then_some(watermark)
             }
             None => {
                 self.newest.insert(source_id.clone(), event_time);
-                false
+                None
             }
         }
     }
@@ -71,9 +72,9 @@ mod tests {
     fn frames_behind_the_watermark_are_late_and_do_not_move_it() {
         let cam: Arc<str> = "cam".into();
         let mut marks = CameraWatermarks::new(1_000);
-        assert!(!marks.observe(&cam, 10_000));
-        assert!(!marks.observe(&cam, 9_000), "exactly at the watermark is on time");
-        assert!(marks.observe(&cam, 8_999));
+        assert_eq!(marks.observe(&cam, 10_000), None);
+        assert_eq!(marks.observe(&cam, 9_000), None, "exactly at the watermark is on time");
+        assert_eq!(marks.observe(&cam, 8_999), Some(9_000));
         assert_eq!(marks.promise("cam", None), Some(9_000));
         assert_eq!(marks.promise("cam", Some(5_000)), Some(9_000));
         assert_eq!(marks.promise("other", Some(5_000)), Some(4_000));

@@ -114,7 +114,7 @@ mod tests {
             ingest_time: 0,
             media_type: MediaType::Png,
             bytes: bytes.into(),
-            late: false,
+            late: None,
             refused: None,
         }
     }

@@ -74,7 +74,11 @@ pub fn explain(plan: &JobPlan) -> String {
     let mut out = String::new();
     for name in &plan.explain {
         if let Some(source) = plan.sources.iter().find(|s| &s.name == name) {
-            let late = if source.late == LatePolicy::DeadLetter { "dead_letter" } else { "drop" };
+            let late = match source.late {
+                LatePolicy::DeadLetter => "dead_letter",
+                LatePolicy::Drop => "drop",
+                LatePolicy::Admit => "admit",
+            };
             let location = source.location.as_deref().map(|l| format!(" '{l}'")).unwrap_or_default();
             let _ = writeln!(out, "Source {} from {}{location}", source.name, source.kind.to_uppercase());
             let _ = writeln!(

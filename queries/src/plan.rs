@@ -230,9 +230,10 @@ impl Planner {
                     spec.late = match value.as_str() {
                         "dead_letter" => LatePolicy::DeadLetter,
                         "drop" => LatePolicy::Drop,
+                        "admit" => LatePolicy::Admit,
                         other => {
-                            return Err(QueryError::at(option.span, format!("late = '{other}' is not supported"))
-                                .with_hint("use 'dead_letter' or 'drop'"));
+                            return Err(QueryError::at(option.span, format!("late = '{other}' is not a late policy"))
+                                .with_hint("use 'dead_letter', 'drop' or 'admit'"));
                         }
                     }
                 }
@@ -890,8 +891,8 @@ mod tests {
         );
         assert!(error(&format!("{base}CREATE SOURCE cams FROM DIRECTORY 'e';")).contains("already defined at line 1"));
         assert!(
-            error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'admit');")
-                .contains("hint: use 'dead_letter' or 'drop'")
+            error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'ignore');")
+                .contains("hint: use 'dead_letter', 'drop' or 'admit'")
         );
     }
 }

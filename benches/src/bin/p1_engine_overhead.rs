@@ -137,7 +137,7 @@ fn load_frames() -> (Vec<Frame>, HashMap<Arc<str>, Pixels>) {
                 ingest_time: 0,
                 media_type: MediaType::Jpeg,
                 bytes,
-                late: false,
+                late: None,
                 refused: None,
             };
             if round == 0 {

@@ -21,7 +21,7 @@ use engine::plan::{
     AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, JobPlan, LatePolicy, SinkSpec, SourceRows, SourceSpec,
     ViewColumn, ViewSpec, WindowSpec,
 };
-use engine::registry::{Partition, Registry, Sink, SinkFactory, Source, SourceFactory, SourcePoll};
+use engine::registry::{Partition, Registry, Sink, SinkFactory, Source, SourceFactory, SourcePoll, SourceRow};
 use engine::runtime::{RunConfig, run};
 use engine::time::Millis;
 use frameflow_benches::{figure, median, repo};
@@ -69,7 +69,7 @@ impl GeneratedRows {
         let rows = (self.next..end)
             .map(|i| {
                 let (camera, label, event_time) = row(i);
-                Ok(Detection {
+                SourceRow::Row(Detection {
                     frame_id: frame.clone(),
                     tenant: tenant.clone(),
                     source_id: self.cameras[camera as usize].clone(),

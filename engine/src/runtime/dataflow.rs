@@ -121,7 +121,9 @@ pub(crate) fn build<'scope>(
             outcomes.push(refused);
             input = kept;
         }
-        views.insert(spec.name.as_str(), super::window::build_view(input, spec, job));
+        let (rows, refused) = super::window::build_view(input, spec, job);
+        outcomes.push(refused);
+        views.insert(spec.name.as_str(), rows);
     }
     let outcomes = scope.concatenate(outcomes);
     outcomes.clone().probe_with(probe);
@@ -150,8 +152,10 @@ fn decode<'scope>(
     late: LatePolicy,
 ) -> (StreamVec<'scope, Tick, DecodedFrame>, StreamVec<'scope, Tick, FrameOutcome>) {
     frames.ok_err(move |frame: Frame| {
-        if frame.late {
+        if frame.late.is_some() {
             Metrics::add(&job.metrics.frames_late, 1);
+        }
+        if frame.late.is_some() && late != LatePolicy::Admit {
             let reason = (late == LatePolicy::DeadLetter).then(|| crate::watermark::LATE_REASON.to_owned());
             return Err(outcome(&frame, Outcome::Late, "source", reason, 0));
         }

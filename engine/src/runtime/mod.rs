@@ -20,9 +20,8 @@ use timely::dataflow::ProbeHandle;
 
 use crate::error::EngineError;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::model::Outcome;
-use crate::plan::{JobPlan, StreamInput};
-use crate::registry::{Partition, Registry, Source, SourcePoll};
+use crate::plan::{JobPlan, LatePolicy, StreamInput};
+use crate::registry::{Partition, Registry, Source, SourcePoll, SourceRow};
 use crate::time::{Tick, TickClock};
 use crate::watermark::late_row;
 use dataflow::{InputHandle, Prepared, SourceInput};
@@ -203,16 +202,16 @@ impl InFlight {
     }
 }
 
-/// Sends items into the dataflow: `place` says at which tick (at least
-/// `floor`, the capability's) each goes, marking late ones. Items of the
+/// Sends items into the dataflow: `place` says what goes in for each item
+/// and at which tick (at least `floor`, the capability's). Items of the
 /// same tick share one session.
-fn admit<T: 'static>(
+fn admit<I, T: 'static>(
     handle: &mut dataflow::Input<T>,
     capability: &ActivateCapability<Tick>,
-    items: Vec<T>,
+    items: Vec<I>,
     in_flight: &mut InFlight,
     metrics: &Metrics,
-    mut place: impl FnMut(T, Tick) -> (T, Tick),
+    mut place: impl FnMut(I, Tick) -> (T, Tick),
 ) {
     Metrics::add(&metrics.frames_admitted, items.len() as u64);
     let floor = *capability.time();
@@ -260,36 +259,43 @@ fn drive(
                 continue;
             };
             let policy = job.plan.sources[index].late;
+            let clock = job.clock;
             let done = match (source.poll(room)?, &mut input.handle) {
                 (SourcePoll::Frames(frames), InputHandle::Frames(handle)) => {
                     admitted_any |= !frames.is_empty();
                     admit(handle, capability, frames, &mut in_flight, &job.metrics, |mut frame, floor| {
-                        let tick = job.clock.tick_of(frame.event_time);
-                        // A frame that breaks its source's promise is late.
-                        frame.late |= tick < floor;
-                        if frame.late { (frame, floor) } else { (frame, tick) }
+                        let tick = clock.tick_of(frame.event_time);
+                        // A frame that breaks its source's promise is late,
+                        // and taken in, if at all, at its watermark.
+                        if frame.late.is_none() && tick < floor {
+                            frame.late = Some(clock.start_of(floor));
+                        }
+                        let at = frame.late.map_or(tick, |w| clock.tick_of(w));
+                        (frame, at.max(floor))
                     });
                     false
                 }
                 (SourcePoll::Detections(rows), InputHandle::Detections(handle)) => {
                     admitted_any |= !rows.is_empty();
-                    admit(handle, capability, rows, &mut in_flight, &job.metrics, |row, floor| match row {
-                        Ok(d) if job.clock.tick_of(d.event_time) >= floor => {
-                            let tick = job.clock.tick_of(d.event_time);
-                            (Ok(d), tick)
-                        }
-                        // A row that breaks its source's promise is late.
-                        Ok(d) => {
-                            Metrics::add(&job.metrics.frames_late, 1);
+                    admit(handle, capability, rows, &mut in_flight, &job.metrics, |row, floor| {
+                        let (d, watermark) = match row {
+                            SourceRow::Row(d) if clock.tick_of(d.event_time) >= floor => {
+                                let tick = clock.tick_of(d.event_time);
+                                return (Ok(d), tick);
+                            }
+                            // A row that breaks its source's promise is late.
+                            SourceRow::Row(d) => (d, clock.start_of(floor)),
+                            SourceRow::Late(d, watermark) => (d, watermark),
+                            SourceRow::Refused(outcome) => {
+                                Metrics::add(&job.metrics.frames_rejected, 1);
+                                return (Err(outcome), floor);
+                            }
+                        };
+                        Metrics::add(&job.metrics.frames_late, 1);
+                        if policy == LatePolicy::Admit {
+                            (Ok(d), clock.tick_of(watermark).max(floor))
+                        } else {
                             (Err(late_row(&d, policy)), floor)
-                        }
-                        Err(outcome) => {
-                            let counter = match outcome.outcome {
-                                Outcome::Late => &job.metrics.frames_late,
-                                _ => &job.metrics.frames_rejected,
-                            };
-                            Metrics::add(counter, 1);
-                            (Err(outcome), floor)
                         }
                     });
                     false

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use differential_dataflow::AsCollection;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::dataflow::Prepared;
 use crate::metrics::Metrics;
-use crate::model::{Detection, F64, Record, Value, ViewRow};
+use crate::model::{Detection, F64, FrameOutcome, Outcome, Record, Value, ViewRow};
 use crate::plan::{
     AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, Finish, ViewColumn, ViewSpec, WindowSpec,
 };
@@ -44,28 +45,49 @@ type Update = ((WindowKey, Vec<Value>), Tick, isize);
 /// A window row's contribution and its multiplicity.
 type Contribution = ((WindowKey, Inputs), isize);
 
-/// Builds the dataflow of one view over a detection stream.
+/// Builds the dataflow of one view over a detection stream: its rows, and
+/// the outcomes of rows it refused.
+///
+/// A row can only arrive at or after its window's end when its source
+/// admits late rows (`late = 'admit'`), at its camera's watermark: it
+/// counts in every window of it that ends after that watermark, and is
+/// refused, naming the window, by every window that ended before it. The
+/// watermark comes from the camera's own stream, so which windows count a
+/// late row does not depend on batching or timing.
 pub(crate) fn build_view<'scope>(
     detections: StreamVec<'scope, Tick, Detection>,
     spec: &ViewSpec,
     job: &Arc<Prepared>,
-) -> StreamVec<'scope, Tick, Record> {
+) -> (StreamVec<'scope, Tick, Record>, StreamVec<'scope, Tick, FrameOutcome>) {
     let (clock, metrics) = (job.clock, job.metrics.clone());
     let window = spec.window;
     if let WindowSpec::Session { gap_ms } = window {
-        return session::build_session_view(detections, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
+        let rows = session::build_session_view(detections, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
+        return rows.ok_err(|row| row);
     }
-    let keyed = assign_windows(detections, spec, clock);
+    let (keyed, refused) = assign_windows(detections, spec, clock);
     let aggregates = spec.aggregates.clone();
     let results =
         keyed.as_collection().reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
             output.push((evaluate(&aggregates, rows), 1isize));
         });
     let shape = RowShape::new(spec, job);
-    match spec.emit {
+    let rows = match spec.emit {
         EmitMode::Final => emit_closed_windows(results.inner, spec, shape, clock, metrics),
         EmitMode::Updates => emit_updates(results.inner, spec, shape, clock, metrics),
-    }
+    };
+    (rows, refused)
+}
+
+/// The outcome of a late row whose window ended before the watermark it was
+/// admitted at.
+pub(crate) fn too_late(d: &Detection, view: &str, start: Millis, end: Millis) -> FrameOutcome {
+    let reason = format!(
+        "late row: the window {} to {} of view `{view}` ended before the watermark it was admitted at",
+        crate::time::format_rfc3339_ms(start),
+        crate::time::format_rfc3339_ms(end)
+    );
+    FrameOutcome::of_row(d, Outcome::Late, format!("view: {view}").into(), Some(reason))
 }
 
 /// Sums each row's contributions per window, group and aggregate inputs,
@@ -82,64 +104,79 @@ fn assign_windows<'scope>(
     detections: StreamVec<'scope, Tick, Detection>,
     spec: &ViewSpec,
     clock: TickClock,
-) -> StreamVec<'scope, Tick, Update> {
+) -> (StreamVec<'scope, Tick, Update>, StreamVec<'scope, Tick, FrameOutcome>) {
     let group_by = spec.group_by.clone();
     let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
     let window = spec.window;
     let size_ms = window.size_ms();
     let hold_back = spec.emit == EmitMode::Final && window != WindowSpec::Global;
-    detections.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
-        // By the tick they go on at, earliest first; few at a time (the
-        // windows open within the lateness), so a scan beats a tree.
-        let mut open: Vec<(Tick, Capability<Tick>, Contributions)> = Vec::new();
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                // A stamp is a non-empty set of times: the least exists.
-                let Some(&time) = cap.least() else { return };
-                for batch in data {
-                    for d in batch.drain(..) {
-                        for start in window.starts(d.event_time) {
-                            let at = if hold_back {
-                                clock.tick_at_or_after(start + size_ms).saturating_sub(1).max(time)
-                            } else {
-                                time
-                            };
-                            let index = match open.iter().rposition(|(t, ..)| *t <= at) {
-                                Some(i) if open[i].0 == at => i,
-                                before => {
-                                    let i = before.map_or(0, |i| i + 1);
-                                    let sums = Contributions::new(&group_by, &inputs);
-                                    open.insert(i, (at, cap.delayed(&at, 0), sums));
-                                    i
+    let view = spec.name.clone();
+    let assigned: StreamVec<'scope, Tick, Result<Update, FrameOutcome>> =
+        detections.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
+            // By the tick they go on at, earliest first; few at a time (the
+            // windows open within the lateness), so a scan beats a tree.
+            let mut open: Vec<(Tick, Capability<Tick>, Contributions)> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    // A stamp is a non-empty set of times: the least exists.
+                    let Some(&time) = cap.least() else { return };
+                    let mut refused: Vec<Result<Update, FrameOutcome>> = Vec::new();
+                    for batch in data {
+                        for d in batch.drain(..) {
+                            for start in window.starts(d.event_time) {
+                                let end = clock.tick_at_or_after(start + size_ms);
+                                if window != WindowSpec::Global && end <= time {
+                                    refused.push(Err(too_late(&d, &view, start, start + size_ms)));
+                                    continue;
                                 }
-                            };
-                            open[index].2.add(&d, start, 1);
+                                let at = if hold_back {
+                                    clock.tick_at_or_after(start + size_ms).saturating_sub(1).max(time)
+                                } else {
+                                    time
+                                };
+                                let index = match open.iter().rposition(|(t, ..)| *t <= at) {
+                                    Some(i) if open[i].0 == at => i,
+                                    before => {
+                                        let i = before.map_or(0, |i| i + 1);
+                                        let sums = Contributions::new(&group_by, &inputs);
+                                        open.insert(i, (at, cap.delayed(&at, 0), sums));
+                                        i
+                                    }
+                                };
+                                open[index].2.add(&d, start, 1);
+                            }
                         }
                     }
-                }
-            });
-            let due =
-                if hold_back { open.iter().take_while(|(at, ..)| !frontier.less_than(at)).count() } else { open.len() };
-            for (at, capability, mut sums) in open.drain(..due) {
-                // Each addition is retracted again at its window's end, when
-                // the window is emitted: the aggregation then holds open
-                // windows only, and its cost does not grow with history.
-                let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
-                let rows = sums.take();
-                if window != WindowSpec::Global {
-                    for (row, count) in &rows {
-                        let end = clock.tick_at_or_after(row.0.1 + size_ms).max(at);
-                        released.entry(end).or_default().push((row.clone(), -count));
+                    output.session(&cap).give_iterator(refused.into_iter());
+                });
+                let due = if hold_back {
+                    open.iter().take_while(|(at, ..)| !frontier.less_than(at)).count()
+                } else {
+                    open.len()
+                };
+                for (at, capability, mut sums) in open.drain(..due) {
+                    // Each addition is retracted again at its window's end, when
+                    // the window is emitted: the aggregation then holds open
+                    // windows only, and its cost does not grow with history.
+                    let mut released: BTreeMap<Tick, Vec<Contribution>> = BTreeMap::new();
+                    let rows = sums.take();
+                    if window != WindowSpec::Global {
+                        for (row, count) in &rows {
+                            let end = clock.tick_at_or_after(row.0.1 + size_ms).max(at);
+                            released.entry(end).or_default().push((row.clone(), -count));
+                        }
+                    }
+                    output
+                        .session(&capability)
+                        .give_iterator(rows.into_iter().map(|(row, count)| Ok((row, at, count))));
+                    for (end, rows) in released {
+                        let at = capability.delayed(&end);
+                        output.session(&at).give_iterator(rows.into_iter().map(|(row, diff)| Ok((row, end, diff))));
                     }
                 }
-                output.session(&capability).give_iterator(rows.into_iter().map(|(row, count)| (row, at, count)));
-                for (end, rows) in released {
-                    let at = capability.delayed(&end);
-                    output.session(&at).give_iterator(rows.into_iter().map(|(row, diff)| (row, end, diff)));
-                }
             }
-        }
-    })
+        });
+    assigned.ok_err(|row| row)
 }
 
 /// The value of a detection's column, as views see it.

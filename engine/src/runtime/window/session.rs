@@ -15,9 +15,9 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
-use super::{Inputs, RowShape, column_value, evaluate};
+use super::{Inputs, RowShape, column_value, evaluate, too_late};
 use crate::metrics::Metrics;
-use crate::model::{Detection, Record, Value, stable_hash};
+use crate::model::{Detection, FrameOutcome, Record, Value, stable_hash};
 use crate::plan::{DetectionColumn, ViewSpec};
 use crate::time::{Millis, Tick, TickClock};
 
@@ -32,11 +32,12 @@ pub(crate) fn build_session_view<'scope>(
     gap_ms: Millis,
     clock: TickClock,
     metrics: Arc<Metrics>,
-) -> StreamVec<'scope, Tick, Record> {
+) -> StreamVec<'scope, Tick, Result<Record, FrameOutcome>> {
     let group_by = spec.group_by.clone();
     let route_by = group_by.clone();
     let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
     let aggregates = spec.aggregates.clone();
+    let view = spec.name.clone();
     let route = Exchange::new(move |d: &Detection| {
         let key = group_of(d, &route_by);
         let text = format!("{key:?}");
@@ -57,13 +58,25 @@ pub(crate) fn build_session_view<'scope>(
                 {
                     held = Some(cap.delayed(&time, 0));
                 }
+                let Some(&time) = cap.least() else { return };
+                let mut refused: Vec<Result<Record, FrameOutcome>> = Vec::new();
                 for batch in data {
                     for d in batch.drain(..) {
+                        // A late row admitted past the end of the session it
+                        // would make on its own: whether the session it
+                        // belongs to is still open depends on timing, so
+                        // it is refused, the same way on every run.
+                        let t = d.event_time;
+                        if clock.tick_at_or_after(t + gap_ms) <= time {
+                            refused.push(Err(too_late(&d, &view, t, t + gap_ms)));
+                            continue;
+                        }
                         let values: Inputs =
                             inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
-                        open.entry(group_of(&d, &group_by)).or_default().entry(d.event_time).or_default().push(values);
+                        open.entry(group_of(&d, &group_by)).or_default().entry(t).or_default().push(values);
                     }
                 }
+                output.session(&cap).give_iterator(refused.into_iter());
             });
             let Some(capability) = held.as_mut() else { return };
             let mut closed = Vec::new();
@@ -93,7 +106,7 @@ pub(crate) fn build_session_view<'scope>(
                 Metrics::add(&metrics.windows_closed, rows.len() as u64);
                 output
                     .session(&capability.delayed(&end.max(*capability.time())))
-                    .give_iterator(rows.into_iter().map(Record::View));
+                    .give_iterator(rows.into_iter().map(|row| Ok(Record::View(row))));
             }
             match next_end {
                 Some(end) => capability.downgrade(&end.max(*capability.time())),

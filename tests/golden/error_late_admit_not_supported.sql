@@ -1,1 +1,0 @@
-CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl' WITH (late = 'admit');

@@ -1,0 +1,1 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl' WITH (late = 'ignore');
