@@ -11,7 +11,10 @@
 //!
 //! Rows are admitted in file order; each camera (`source_id`) has its own
 //! watermark, so rows out of order within the lateness count and later ones
-//! are late. A row that cannot be read is dead-lettered with where it was
+//! are late. With `idle_timeout`, a camera whose newest row is that far (in
+//! event time) behind the newest row of any camera is idle: it no longer
+//! holds back the windows of the others, and a row it sends later behind
+//! their progress is late. A row that cannot be read is dead-lettered with where it was
 //! (line, or file and row); the rest go on. Every row gets the source's
 //! tenant, whatever the file says: a file cannot write into another tenant.
 
@@ -28,6 +31,8 @@ use engine::plan::SourceSpec;
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll, SourceRow};
 use engine::time::Millis;
 use engine::watermark::CameraWatermarks;
+
+use crate::options::{parse_duration, reject_unknown};
 
 /// A row, or why the row at a place in the input could not be read.
 type Read = Result<Detection, (String, String)>;
@@ -92,9 +97,7 @@ pub struct DetectionsSourceFactory;
 
 impl SourceFactory for DetectionsSourceFactory {
     fn validate(&self, spec: &SourceSpec) -> Result<(), String> {
-        if let Some(option) = spec.options.keys().next() {
-            return Err(format!("DETECTIONS takes no option `{option}`; its options: lateness, late, tenant"));
-        }
+        idle_timeout(spec)?;
         let path = spec.location.as_deref().ok_or("DETECTIONS needs a file: FROM DETECTIONS 'rows.jsonl'")?;
         let (files, parquet) = files_of(path)?;
         if parquet {
@@ -136,8 +139,20 @@ impl SourceFactory for DetectionsSourceFactory {
                 }
             }
         }
-        Ok(Box::new(DetectionsSource { rows, earliest, watermarks: CameraWatermarks::new(spec.lateness_ms) }))
+        Ok(Box::new(DetectionsSource {
+            rows,
+            earliest,
+            watermarks: CameraWatermarks::new(spec.lateness_ms),
+            idle_ms: idle_timeout(spec)?,
+        }))
     }
+}
+
+/// The one option of DETECTIONS besides those of every source.
+fn idle_timeout(spec: &SourceSpec) -> Result<Option<Millis>, String> {
+    reject_unknown(&spec.options, &["idle_timeout", "lateness", "late", "tenant"])?;
+    let timeout = spec.options.get("idle_timeout").map(|v| parse_duration("idle_timeout", v)).transpose()?;
+    Ok(timeout.map(|t| t.as_millis() as Millis))
 }
 
 /// The outcome of a row that cannot be read, at `place` (file and line).
@@ -159,6 +174,7 @@ struct DetectionsSource {
     /// Each camera's earliest row: the promise for a camera not yet seen.
     earliest: BTreeMap<Arc<str>, Millis>,
     watermarks: CameraWatermarks,
+    idle_ms: Option<Millis>,
 }
 
 impl Source for DetectionsSource {
@@ -180,7 +196,13 @@ impl Source for DetectionsSource {
         if self.rows.is_empty() {
             return None;
         }
-        self.earliest.iter().filter_map(|(camera, first)| self.watermarks.promise(camera, Some(*first))).min()
+        let newest = self.watermarks.newest_of_all();
+        let idle = |camera: &str| match (self.idle_ms, self.watermarks.newest(camera), newest) {
+            (Some(idle), Some(own), Some(newest)) => own + idle < newest,
+            _ => false,
+        };
+        let promises = self.earliest.iter().filter(|(camera, _)| !idle(camera));
+        promises.filter_map(|(camera, first)| self.watermarks.promise(camera, Some(*first))).min()
     }
 }
 
@@ -256,5 +278,37 @@ mod tests {
         fs::write(&path, "not parquet").unwrap();
         let error = DetectionsSourceFactory.validate(&spec(&path)).unwrap_err();
         assert!(error.contains("is not a Parquet file"), "{error}");
+    }
+
+    #[test]
+    fn an_idle_camera_stops_holding_back_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        let row = |camera: &str, second: u32| {
+            format!(
+                r#"{{"frame_id":"{camera}{second}","tenant":"t","source_id":"{camera}","event_time":"2026-01-01T00:00:{second:02}.000Z","operator":"detect","label":"person","confidence":0.9,"x":1,"y":2,"w":3,"h":4}}"#
+            )
+        };
+        let lines = [row("a", 0), row("b", 1), row("a", 20), row("a", 40), row("b", 5)];
+        fs::write(&path, lines.join("\n")).unwrap();
+        let watermarks = |idle: Option<&str>| {
+            let mut spec = spec(&path);
+            if let Some(idle) = idle {
+                spec.options.insert("idle_timeout".into(), idle.into());
+            }
+            DetectionsSourceFactory.validate(&spec).unwrap();
+            let mut source = DetectionsSourceFactory.open(&spec, Partition { worker: 0, workers: 1 }).unwrap();
+            (0..4)
+                .map(|_| {
+                    source.poll(1).unwrap();
+                    source.watermark().unwrap() % 60_000
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(watermarks(None), [0, 0, 1_000, 1_000], "b (newest 00:01) holds the source back");
+        assert_eq!(watermarks(Some("10s")), [0, 0, 20_000, 40_000], "b is idle once a is 10 s ahead");
+        let mut bad = spec(&path);
+        bad.options.insert("idle_timeout".into(), "soon".into());
+        assert!(DetectionsSourceFactory.validate(&bad).unwrap_err().contains("idle_timeout = 'soon'"));
     }
 }

@@ -53,6 +53,16 @@ impl CameraWatermarks {
         }
     }
 
+    /// The newest event time seen from the camera.
+    pub fn newest(&self, source_id: &str) -> Option<Millis> {
+        self.newest.get(source_id).copied()
+    }
+
+    /// The newest event time seen from any camera.
+    pub fn newest_of_all(&self) -> Option<Millis> {
+        self.newest.values().copied().max()
+    }
+
     /// The camera's promise: no on-time frame will come before this. For a
     /// camera not seen yet, `next` (its next frame's event time, if known)
     /// stands in for the newest.
