@@ -18,7 +18,7 @@ pub use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use crate::model::{Detection, FrameOutcome, Record, Value, ViewRow};
-use crate::plan::{AggregateFunction, DEAD_LETTER, DetectionColumn, EmitMode, JobPlan, OUTCOMES, ViewColumn, ViewSpec};
+use crate::plan::{AggregateFunction, Column, DEAD_LETTER, EmitMode, JobPlan, OUTCOMES, ViewColumn, ViewSpec};
 use crate::time::Millis;
 
 /// timestamp(ms, UTC), the type of every time column.
@@ -93,8 +93,28 @@ pub fn outcome_schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-fn column_type(column: DetectionColumn) -> DataType {
-    if column.is_numeric() { DataType::Float64 } else { DataType::Utf8 }
+/// The type of a column of a view's input: of [`detection_schema`], or of
+/// the input view's schema.
+pub fn input_type(view: &ViewSpec, column: Column) -> DataType {
+    match column {
+        Column::Detection(c) if c.is_numeric() => DataType::Float64,
+        Column::Detection(_) => DataType::Utf8,
+        Column::EventTime => timestamp(),
+        Column::Position(i) => {
+            view.input_schema.as_ref().and_then(|s| s.fields().get(i)).map_or(DataType::Utf8, |f| f.data_type().clone())
+        }
+    }
+}
+
+/// The name of a column of a view's input.
+pub fn input_name(view: &ViewSpec, column: Column) -> String {
+    match column {
+        Column::Detection(c) => c.name().to_owned(),
+        Column::EventTime => "event_time".to_owned(),
+        Column::Position(i) => {
+            view.input_schema.as_ref().and_then(|s| s.fields().get(i)).map_or(format!("#{i}"), |f| f.name().clone())
+        }
+    }
 }
 
 /// The schema of a view's rows: its output columns, then `diff` in
@@ -109,13 +129,13 @@ pub fn view_schema(view: &ViewSpec) -> SchemaRef {
             .iter()
             .map(|column| {
                 let kind = match column {
-                    ViewColumn::Key { column, .. } => column_type(*column),
+                    ViewColumn::Key { column, .. } => input_type(view, *column),
                     ViewColumn::WindowStart { .. } | ViewColumn::WindowEnd { .. } => timestamp(),
                     ViewColumn::Aggregate { index, .. } => {
                         let aggregate = view.aggregates[*index];
                         match (aggregate.function, aggregate.column) {
                             (AggregateFunction::Count, _) => DataType::Int64,
-                            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => column_type(c),
+                            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => input_type(view, c),
                             _ => DataType::Float64,
                         }
                     }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::model::Detection;
+use arrow::datatypes::SchemaRef;
+
+use crate::model::{Detection, ViewRow};
 use crate::time::Millis;
 
 /// Options from a `WITH (...)` clause or a table function's named
@@ -66,21 +68,24 @@ pub struct SourceSpec {
     pub late: LatePolicy,
 }
 
-/// A predicate over detections (a `WHERE` clause), compiled outside the
-/// engine: the SQL layer compiles it with DataFusion.
+/// A predicate over rows (a `WHERE` clause), compiled outside the engine:
+/// the SQL layer compiles it with DataFusion, against the schema of the
+/// rows it reads — detections, or the rows of a view.
 ///
 /// # Contract
-/// `keep` answers one bool per row. An `Err` rejects the rows of that
-/// batch, which are dead-lettered with the message; the stream goes on.
-pub trait DetectionFilter: Send + Sync {
+/// `keep` and `keep_rows` answer one bool per row. An `Err` rejects the
+/// rows of that batch, which are dead-lettered with the message; the stream
+/// goes on.
+pub trait RowFilter: Send + Sync {
     fn keep(&self, rows: &[Detection]) -> Result<Vec<bool>, String>;
+    fn keep_rows(&self, rows: &[ViewRow]) -> Result<Vec<bool>, String>;
     /// The predicate as written.
     fn text(&self) -> &str;
 }
 
-/// A shared [`DetectionFilter`].
+/// A shared [`RowFilter`].
 #[derive(Clone)]
-pub struct Filter(pub Arc<dyn DetectionFilter>);
+pub struct Filter(pub Arc<dyn RowFilter>);
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +188,17 @@ impl DetectionColumn {
     }
 }
 
+/// A column of the rows a view reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// A column of detections.
+    Detection(DetectionColumn),
+    /// The `event_time` of detections.
+    EventTime,
+    /// The column at this position of the rows of a view the view reads.
+    Position(usize),
+}
+
 /// An aggregate function of a view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggregateFunction {
@@ -198,7 +214,7 @@ pub enum AggregateFunction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AggregateSpec {
     pub function: AggregateFunction,
-    pub column: Option<DetectionColumn>,
+    pub column: Option<Column>,
     pub distinct: bool,
 }
 
@@ -259,7 +275,7 @@ impl WindowSpec {
 pub enum ViewColumn {
     Key {
         name: String,
-        column: DetectionColumn,
+        column: Column,
     },
     WindowStart {
         name: String,
@@ -285,15 +301,22 @@ impl ViewColumn {
     }
 }
 
-/// A windowed aggregate over a stream.
+/// A windowed aggregate over a stream of detections, or over the rows of
+/// another view.
 #[derive(Clone, Debug)]
 pub struct ViewSpec {
     pub name: String,
     pub input: String,
+    /// The schema of the input's rows when it is a view; `None` for
+    /// detections.
+    pub input_schema: Option<SchemaRef>,
     /// Rows of the input that count (`WHERE`).
     pub filter: Option<Filter>,
     pub window: WindowSpec,
-    pub group_by: Vec<DetectionColumn>,
+    /// The column whose time places a row in windows: `event_time` of
+    /// detections, or a timestamp column of a view's rows.
+    pub time: Column,
+    pub group_by: Vec<Column>,
     pub aggregates: Vec<AggregateSpec>,
     /// With `finish`, the base row's columns; else the output's.
     pub columns: Vec<ViewColumn>,

@@ -4,12 +4,13 @@
 
 use std::fmt::Write;
 
+use engine::columnar::input_name;
 use engine::plan::{
     AggregateFunction, AggregateSpec, EmitMode, JobPlan, LatePolicy, SourceRows, StreamInput, ViewColumn, ViewSpec,
     WindowSpec,
 };
 
-fn aggregate(a: &AggregateSpec) -> String {
+fn aggregate(view: &ViewSpec, a: &AggregateSpec) -> String {
     let function = match a.function {
         AggregateFunction::Count => "count",
         AggregateFunction::Sum => "sum",
@@ -17,7 +18,7 @@ fn aggregate(a: &AggregateSpec) -> String {
         AggregateFunction::Min => "min",
         AggregateFunction::Max => "max",
     };
-    let column = a.column.map_or("*", |c| c.name());
+    let column = a.column.map_or("*".to_owned(), |c| input_name(view, c));
     format!("{function}({}{column})", if a.distinct { "DISTINCT " } else { "" })
 }
 
@@ -32,14 +33,16 @@ fn window(w: &WindowSpec) -> String {
 
 fn explain_view(view: &ViewSpec, out: &mut String) {
     let _ = writeln!(out, "View {} over {}", view.name, view.input);
-    let _ = writeln!(out, "  window:     {}", window(&view.window));
+    let time =
+        if view.window == WindowSpec::Global { String::new() } else { format!(", by {}", input_name(view, view.time)) };
+    let _ = writeln!(out, "  window:     {}{time}", window(&view.window));
     if let Some(filter) = &view.filter {
         let _ = writeln!(out, "  where:      {}", filter.0.text());
     }
-    let keys: Vec<&str> = view.group_by.iter().map(|c| c.name()).collect();
+    let keys: Vec<String> = view.group_by.iter().map(|c| input_name(view, *c)).collect();
     let window_keys = if view.window == WindowSpec::Global { "" } else { " + window" };
     let _ = writeln!(out, "  group by:   {}{window_keys}", keys.join(", "));
-    let aggregates: Vec<String> = view.aggregates.iter().map(aggregate).collect();
+    let aggregates: Vec<String> = view.aggregates.iter().map(|a| aggregate(view, a)).collect();
     let _ = writeln!(out, "  aggregates: {}", aggregates.join(", "));
     let columns: Vec<&str> = view.columns.iter().map(ViewColumn::name).collect();
     match &view.finish {

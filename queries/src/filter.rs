@@ -9,67 +9,81 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::BooleanArray;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{DFSchema, ExprSchema};
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{Expr, Spanned};
 
-use engine::columnar::{detection_schema, detections_batch};
-use engine::model::Detection;
-use engine::plan::{DetectionColumn, DetectionFilter};
+use engine::columnar::{detection_schema, detections_batch, view_rows_batch};
+use engine::model::{Detection, ViewRow};
+use engine::plan::RowFilter;
 
 use crate::error::QueryError;
 
-/// A compiled `WHERE` over detections.
+/// A compiled `WHERE` over detections or the rows of a view.
 #[derive(Debug)]
 pub struct SqlFilter {
     text: String,
+    schema: SchemaRef,
     expr: Arc<dyn PhysicalExpr>,
 }
 
 impl SqlFilter {
-    /// Compiles `expr`; errors point at it.
+    /// Compiles `expr` over detections; errors point at it.
     pub fn compile(expr: &Expr) -> Result<SqlFilter, QueryError> {
+        SqlFilter::compile_over(expr, detection_schema())
+    }
+
+    /// Compiles `expr` over rows of `schema`.
+    pub fn compile_over(expr: &Expr, rows: SchemaRef) -> Result<SqlFilter, QueryError> {
         let text = expr.to_string();
         let at = |message: String| QueryError::at(expr.span(), message);
-        let schema = DFSchema::try_from(detection_schema().as_ref().clone()).map_err(|e| at(e.to_string()))?;
+        let schema = DFSchema::try_from(rows.as_ref().clone()).map_err(|e| at(e.to_string()))?;
         let context = SessionContext::new();
-        let logical = context.parse_sql_expr(&text, &schema).map_err(|e| explain(expr, &e.to_string()))?;
-        let kind = logical.get_type(&schema as &dyn ExprSchema).map_err(|e| explain(expr, &e.to_string()))?;
+        let explain = |message: String| explain(expr, &message, &rows);
+        let logical = context.parse_sql_expr(&text, &schema).map_err(|e| explain(e.to_string()))?;
+        let kind = logical.get_type(&schema as &dyn ExprSchema).map_err(|e| explain(e.to_string()))?;
         if kind != DataType::Boolean {
             return Err(at(format!("WHERE needs a condition, but `{text}` is {kind}"))
                 .with_hint("compare it, e.g. confidence > 0.5 or label = 'person'"));
         }
-        let physical = context.create_physical_expr(logical, &schema).map_err(|e| explain(expr, &e.to_string()))?;
-        Ok(SqlFilter { text, expr: physical })
+        let physical = context.create_physical_expr(logical, &schema).map_err(|e| explain(e.to_string()))?;
+        Ok(SqlFilter { text, schema: rows, expr: physical })
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<Vec<bool>, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("WHERE {} failed: {e}", self.text);
+        let value = self.expr.evaluate(batch).map_err(|e| fail(&e))?;
+        let array = value.into_array(batch.num_rows()).map_err(|e| fail(&e))?;
+        let booleans = array.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| fail(&"not a boolean"))?;
+        // NULL, as in SQL, is not true.
+        Ok(booleans.iter().map(|v| v == Some(true)).collect())
     }
 }
 
 /// DataFusion's message, made ours: an unknown column gets a suggestion.
-fn explain(expr: &Expr, message: &str) -> QueryError {
+fn explain(expr: &Expr, message: &str, rows: &SchemaRef) -> QueryError {
     let message = message.lines().next().unwrap_or(message);
     let unknown = message.split("No field named ").nth(1).map(|rest| {
         rest.split(|c: char| c == '.' || c.is_whitespace()).next().unwrap_or(rest).trim_matches('"').to_owned()
     });
     match unknown {
         Some(column) => QueryError::at(expr.span(), format!("unknown column `{column}`"))
-            .suggesting(&column, DetectionColumn::ALL.iter().map(|(n, _)| *n).chain(["event_time"])),
+            .suggesting(&column, rows.fields().iter().map(|f| f.name().as_str())),
         None => QueryError::at(expr.span(), format!("cannot use `{expr}`: {message}")),
     }
 }
 
-impl DetectionFilter for SqlFilter {
+impl RowFilter for SqlFilter {
     fn keep(&self, rows: &[Detection]) -> Result<Vec<bool>, String> {
-        let batch = detections_batch(rows)?;
-        let fail = |e: &dyn std::fmt::Display| format!("WHERE {} failed: {e}", self.text);
-        let value = self.expr.evaluate(&batch).map_err(|e| fail(&e))?;
-        let array = value.into_array(batch.num_rows()).map_err(|e| fail(&e))?;
-        let booleans = array.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| fail(&"not a boolean"))?;
-        // NULL, as in SQL, is not true.
-        Ok(booleans.iter().map(|v| v == Some(true)).collect())
+        self.evaluate(&detections_batch(rows)?)
+    }
+
+    fn keep_rows(&self, rows: &[ViewRow]) -> Result<Vec<bool>, String> {
+        self.evaluate(&view_rows_batch(&self.schema, rows)?)
     }
 
     fn text(&self) -> &str {

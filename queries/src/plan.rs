@@ -18,9 +18,10 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Span;
 
+use engine::columnar::{SchemaRef, detection_schema, timestamp, view_schema};
 use engine::plan::{
-    AggregateFunction, AggregateSpec, DEAD_LETTER, DetectionColumn, EmitMode, Filter, Finish, JobPlan, LatePolicy,
-    OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, Column, DEAD_LETTER, DetectionColumn, EmitMode, Filter, Finish, JobPlan,
+    LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
 };
 use engine::time::Millis;
 
@@ -34,8 +35,10 @@ use datafusion::arrow::datatypes::DataType;
 const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
 /// Source kinds whose rows are detections rather than frames.
 const DETECTION_SOURCES: &[&str] = &["detections", "generator"];
-/// What a view or sink may read.
+/// What a stream may read.
 const STREAMS: &[Relation] = &[Relation::Stream, Relation::DetectionSource];
+/// What a view may read.
+const VIEW_INPUTS: &[Relation] = &[Relation::Stream, Relation::DetectionSource, Relation::View];
 /// Window table functions.
 const WINDOW_FUNCTIONS: &[&str] = &["TUMBLE", "HOP", "SESSION"];
 /// Allowed lateness of a source that does not say.
@@ -257,7 +260,7 @@ impl Planner {
             .with_hint("filter rows with WHERE; compute columns in a CREATE VIEW"));
         }
         refuse_clauses(select, false)?;
-        let filter = where_filter(select)?;
+        let filter = where_filter(select, &InputRows::detections())?;
         let input = match from_stream(select) {
             Some(stream) => StreamInput::Stream(self.resolve(stream, STREAMS, "stream")?),
             None => self.vision_input(select)?,
@@ -320,20 +323,23 @@ impl Planner {
         }
         let select = plain_select(query)?;
         refuse_clauses(select, true)?;
-        let filter = where_filter(select)?;
         // A view over a plain stream has no window: a continuously updated
         // view, emitting its changes unless told to wait for the end.
-        let (input, window, emit) = match from_stream(select) {
+        let (input, window, time, emit) = match from_stream(select) {
             Some(stream) => {
-                (self.resolve(stream, STREAMS, "stream")?, WindowSpec::Global, emit.unwrap_or(EmitMode::Updates))
+                let input = self.input_rows(stream)?;
+                (input, WindowSpec::Global, Column::EventTime, emit.unwrap_or(EmitMode::Updates))
             }
             None => {
                 let emit = emit.unwrap_or(EmitMode::Final);
-                let (input, window) = self.windowed_input(select, emit)?;
-                (input, window, emit)
+                let (stream, time, window) = windowed_input(select, emit)?;
+                let input = self.input_rows(stream)?;
+                let time = input.time_column(time)?;
+                (input, window, time, emit)
             }
         };
-        let group_by = self.group_by(select, window == WindowSpec::Global)?;
+        let filter = where_filter(select, &input)?;
+        let group_by = group_by(select, window == WindowSpec::Global, &input)?;
         let plain = select.having.is_none()
             && select.projection.iter().all(|item| {
                 let expr = match item {
@@ -343,94 +349,106 @@ impl Planner {
                 matches!(expr, Expr::Identifier(_)) || matches!(expr, Expr::Function(f) if is_aggregate(f))
             });
         let (columns, aggregates, finish) = if plain {
-            let (columns, aggregates) = view_columns(select, &group_by)?;
+            let (columns, aggregates) = view_columns(select, &group_by, &input)?;
             (columns, aggregates, None)
         } else {
-            finished_columns(select, &group_by)?
+            finished_columns(select, &group_by, &input)?
         };
-        let group_by = group_by.into_iter().filter_map(|g| g.detection).collect();
+        let group_by = group_by.into_iter().filter_map(|g| g.column).collect();
         let name = self.declare(ident, Relation::View)?;
-        self.plan.views.push(ViewSpec { name, input, filter, window, group_by, aggregates, columns, finish, emit });
+        self.plan.views.push(ViewSpec {
+            name,
+            input: input.name,
+            input_schema: input.view,
+            filter,
+            window,
+            time,
+            group_by,
+            aggregates,
+            columns,
+            finish,
+            emit,
+        });
         Ok(())
     }
 
-    /// The stream and window of `FROM TUMBLE(...) | HOP(...) | SESSION(...)`.
-    fn windowed_input(&self, select: &Select, emit: EmitMode) -> Result<(String, WindowSpec), QueryError> {
-        let (function, args) = table_function(select)?;
-        let upper = function.value.to_uppercase();
-        let usage = match upper.as_str() {
-            "TUMBLE" => "TUMBLE(stream, event_time, INTERVAL size)",
-            "HOP" => "HOP(stream, event_time, INTERVAL slide, INTERVAL size)",
-            "SESSION" => "SESSION(stream, event_time, INTERVAL gap)",
-            _ => {
-                return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
-                    .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
+    /// What a view reading `ident` sees: detections, or the rows of a view.
+    fn input_rows(&self, ident: &Ident) -> Result<InputRows, QueryError> {
+        let name = self.resolve(ident, VIEW_INPUTS, "stream or view")?;
+        let view = self.plan.views.iter().find(|v| v.name == name).map(view_schema);
+        Ok(InputRows { name, view })
+    }
+}
+
+/// The input, time column and window of `FROM TUMBLE(...) | HOP(...) |
+/// SESSION(...)`.
+fn windowed_input(select: &Select, emit: EmitMode) -> Result<(&Ident, &Ident, WindowSpec), QueryError> {
+    let (function, args) = table_function(select)?;
+    let upper = function.value.to_uppercase();
+    let usage = match upper.as_str() {
+        "TUMBLE" => "TUMBLE(stream, event_time, INTERVAL size)",
+        "HOP" => "HOP(stream, event_time, INTERVAL slide, INTERVAL size)",
+        "SESSION" => "SESSION(stream, event_time, INTERVAL gap)",
+        _ => {
+            return Err(QueryError::at(function.span, format!("unknown window function `{}`", function.value))
+                .suggesting(&upper, WINDOW_FUNCTIONS.iter().copied()));
+        }
+    };
+    let positional: Vec<&Expr> = args
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(QueryError::at(other.span(), format!("expected {usage}"))),
+        })
+        .collect::<Result<_, _>>()?;
+    let (stream, time_column, window) = match (upper.as_str(), positional.as_slice()) {
+        ("TUMBLE", [Expr::Identifier(stream), Expr::Identifier(time), size]) => {
+            (stream, time, WindowSpec::Tumble { size_ms: interval_ms(size)? })
+        }
+        ("HOP", [Expr::Identifier(stream), Expr::Identifier(time), slide, size]) => {
+            let (slide_ms, size_ms) = (interval_ms(slide)?, interval_ms(size)?);
+            if slide_ms > size_ms {
+                return Err(QueryError::at(slide.span(), "a HOP's slide cannot be longer than its size")
+                    .with_hint("HOP(stream, event_time, INTERVAL slide, INTERVAL size)"));
             }
-        };
-        let positional: Vec<&Expr> = args
-            .args
-            .iter()
-            .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                other => Err(QueryError::at(other.span(), format!("expected {usage}"))),
-            })
-            .collect::<Result<_, _>>()?;
-        let (stream, time_column, window) = match (upper.as_str(), positional.as_slice()) {
-            ("TUMBLE", [Expr::Identifier(stream), Expr::Identifier(time), size]) => {
-                (stream, time, WindowSpec::Tumble { size_ms: interval_ms(size)? })
-            }
-            ("HOP", [Expr::Identifier(stream), Expr::Identifier(time), slide, size]) => {
-                let (slide_ms, size_ms) = (interval_ms(slide)?, interval_ms(size)?);
-                if slide_ms > size_ms {
-                    return Err(QueryError::at(slide.span(), "a HOP's slide cannot be longer than its size")
-                        .with_hint("HOP(stream, event_time, INTERVAL slide, INTERVAL size)"));
-                }
-                (stream, time, WindowSpec::Hop { slide_ms, size_ms })
-            }
-            ("SESSION", [Expr::Identifier(stream), Expr::Identifier(time), gap]) => {
-                if emit == EmitMode::Updates {
-                    return Err(QueryError::at(
-                        function.span,
-                        "emit = 'updates' is not supported for SESSION windows yet",
-                    )
+            (stream, time, WindowSpec::Hop { slide_ms, size_ms })
+        }
+        ("SESSION", [Expr::Identifier(stream), Expr::Identifier(time), gap]) => {
+            if emit == EmitMode::Updates {
+                return Err(QueryError::at(function.span, "emit = 'updates' is not supported for SESSION windows yet")
                     .with_hint("sessions emit one final row each"));
-                }
-                (stream, time, WindowSpec::Session { gap_ms: interval_ms(gap)? })
             }
-            _ => return Err(QueryError::at(function.span, format!("expected {usage}"))),
-        };
-        let input = self.resolve(stream, STREAMS, "stream")?;
-        if name_of(time_column) != "event_time" {
-            return Err(QueryError::at(
-                time_column.span,
-                format!("windows are over `event_time`, not `{}`", time_column.value),
-            ));
+            (stream, time, WindowSpec::Session { gap_ms: interval_ms(gap)? })
         }
-        Ok((input, window))
-    }
+        _ => return Err(QueryError::at(function.span, format!("expected {usage}"))),
+    };
+    Ok((stream, time_column, window))
+}
 
-    fn group_by(&self, select: &Select, global: bool) -> Result<Vec<GroupKey>, QueryError> {
-        let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
-            return Err(QueryError::at(select.span(), "GROUP BY ALL is not supported; name the columns"));
+fn group_by(select: &Select, global: bool, input: &InputRows) -> Result<Vec<GroupKey>, QueryError> {
+    let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
+        return Err(QueryError::at(select.span(), "GROUP BY ALL is not supported; name the columns"));
+    };
+    let mut keys = Vec::new();
+    for expr in exprs {
+        let Expr::Identifier(ident) = expr else {
+            return Err(QueryError::at(expr.span(), format!("GROUP BY takes column names, found `{expr}`")));
         };
-        let mut keys = Vec::new();
-        for expr in exprs {
-            let Expr::Identifier(ident) = expr else {
-                return Err(QueryError::at(expr.span(), format!("GROUP BY takes column names, found `{expr}`")));
-            };
-            keys.push(GroupKey::from_ident(ident)?);
-        }
-        if let (true, Some(bound)) = (global, keys.iter().find(|k| k.detection.is_none())) {
-            return Err(QueryError::at(select.span(), format!("`{}` needs a window", bound.name))
-                .with_hint("read FROM TUMBLE(stream, event_time, INTERVAL ...), or group by detection columns only"));
-        }
-        if !global && !keys.iter().any(|k| k.detection.is_none()) {
-            return Err(QueryError::at(select.span(), "a windowed view must GROUP BY window_start or window_end")
-                .with_hint("add `window_start, window_end` to GROUP BY"));
-        }
-        Ok(keys)
+        keys.push(GroupKey::from_ident(ident, input)?);
     }
+    if let (true, Some(bound)) = (global, keys.iter().find(|k| k.column.is_none())) {
+        return Err(QueryError::at(select.span(), format!("`{}` needs a window", bound.name))
+            .with_hint("read FROM TUMBLE(stream, event_time, INTERVAL ...), or group by detection columns only"));
+    }
+    if !global && !keys.iter().any(|k| k.column.is_none()) {
+        return Err(QueryError::at(select.span(), "a windowed view must GROUP BY window_start or window_end")
+            .with_hint("add `window_start, window_end` to GROUP BY"));
+    }
+    Ok(keys)
+}
 
+impl Planner {
     /// Adds a default dead-letter file beside the job's first FILE sink,
     /// unless the job names its own.
     fn finish(mut self) -> Result<JobPlan, QueryError> {
@@ -453,35 +471,101 @@ impl Planner {
     }
 }
 
-/// A GROUP BY column: a detection column or a window bound.
-#[derive(Clone, Debug)]
-struct GroupKey {
+/// The rows a view reads: detections, or the rows of the view `name`, of
+/// schema `view`. In a windowed view, `window_start` and `window_end` are
+/// always its own window's bounds; a view it reads has its bounds under
+/// those names too, usable as its time column and in aggregates.
+struct InputRows {
     name: String,
-    detection: Option<DetectionColumn>,
+    view: Option<SchemaRef>,
 }
 
-const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
+impl InputRows {
+    fn detections() -> InputRows {
+        InputRows { name: String::new(), view: None }
+    }
 
-fn known_columns() -> impl Iterator<Item = &'static str> {
-    DetectionColumn::ALL.iter().map(|(n, _)| *n).chain(WINDOW_COLUMNS)
-}
-
-impl GroupKey {
-    fn from_ident(ident: &Ident) -> Result<GroupKey, QueryError> {
-        let name = name_of(ident);
-        if WINDOW_COLUMNS.contains(&name.as_str()) {
-            return Ok(GroupKey { name, detection: None });
+    /// A column by name, and its type.
+    fn column(&self, name: &str) -> Option<(Column, DataType)> {
+        match &self.view {
+            None if name == "event_time" => Some((Column::EventTime, timestamp())),
+            None => DetectionColumn::from_name(name)
+                .map(|c| (Column::Detection(c), if c.is_numeric() { DataType::Float64 } else { DataType::Utf8 })),
+            // `diff` is not a value: it says how a row counts.
+            Some(schema) => schema
+                .fields()
+                .iter()
+                .position(|f| f.name() == name && name != "diff")
+                .map(|i| (Column::Position(i), schema.field(i).data_type().clone())),
         }
-        match DetectionColumn::from_name(&name) {
-            Some(column) => Ok(GroupKey { name, detection: Some(column) }),
-            None => {
-                Err(QueryError::at(ident.span, format!("cannot group by `{name}`")).suggesting(&name, known_columns()))
+    }
+
+    /// The columns there are, for suggestions.
+    fn names(&self) -> Vec<String> {
+        match &self.view {
+            None => DetectionColumn::ALL.iter().map(|(n, _)| n.to_string()).chain(["event_time".into()]).collect(),
+            Some(schema) => schema.fields().iter().map(|f| f.name().clone()).filter(|n| n != "diff").collect(),
+        }
+    }
+
+    /// The schema a `WHERE` over these rows is compiled against.
+    fn schema(&self) -> SchemaRef {
+        self.view.clone().unwrap_or_else(detection_schema)
+    }
+
+    /// The column windows are over: `event_time` of detections, or a
+    /// timestamp column of a view.
+    fn time_column(&self, ident: &Ident) -> Result<Column, QueryError> {
+        let name = name_of(ident);
+        match self.column(&name) {
+            Some((column, DataType::Timestamp(..))) => Ok(column),
+            found => {
+                let times: Vec<String> = self
+                    .names()
+                    .into_iter()
+                    .filter(|n| matches!(self.column(n), Some((_, DataType::Timestamp(..)))))
+                    .collect();
+                let what = if found.is_some() { "not a time" } else { "not a column" };
+                Err(QueryError::at(ident.span, format!("windows are over a time column; `{name}` is {what}"))
+                    .suggesting(&name, times.iter().map(String::as_str)))
             }
         }
     }
 }
 
-fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<(Vec<ViewColumn>, Vec<AggregateSpec>), QueryError> {
+/// A GROUP BY column: a column of the input, or a window bound.
+#[derive(Clone, Debug)]
+struct GroupKey {
+    name: String,
+    column: Option<Column>,
+    kind: DataType,
+}
+
+const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
+
+fn known_columns(input: &InputRows) -> Vec<String> {
+    input.names().into_iter().chain(WINDOW_COLUMNS.map(String::from)).collect()
+}
+
+impl GroupKey {
+    fn from_ident(ident: &Ident, input: &InputRows) -> Result<GroupKey, QueryError> {
+        let name = name_of(ident);
+        if WINDOW_COLUMNS.contains(&name.as_str()) {
+            return Ok(GroupKey { name, column: None, kind: timestamp() });
+        }
+        match input.column(&name) {
+            Some((column, kind)) => Ok(GroupKey { name, column: Some(column), kind }),
+            None => Err(QueryError::at(ident.span, format!("cannot group by `{name}`"))
+                .suggesting(&name, known_columns(input).iter().map(String::as_str))),
+        }
+    }
+}
+
+fn view_columns(
+    select: &Select,
+    group_by: &[GroupKey],
+    input: &InputRows,
+) -> Result<(Vec<ViewColumn>, Vec<AggregateSpec>), QueryError> {
     let mut columns = Vec::new();
     let mut aggregates = Vec::new();
     for item in &select.projection {
@@ -499,24 +583,25 @@ fn view_columns(select: &Select, group_by: &[GroupKey]) -> Result<(Vec<ViewColum
             Expr::Identifier(ident) => {
                 let name = name_of(ident);
                 let Some(key) = group_by.iter().find(|k| k.name == name) else {
-                    let known = known_columns().collect::<Vec<_>>();
-                    let error = if known.contains(&name.as_str()) {
+                    let known = known_columns(input);
+                    let error = if known.contains(&name) {
                         QueryError::at(ident.span, format!("`{name}` must appear in GROUP BY to be selected"))
                             .with_hint("or aggregate it, e.g. max(confidence)")
                     } else {
-                        QueryError::at(ident.span, format!("unknown column `{name}`")).suggesting(&name, known)
+                        QueryError::at(ident.span, format!("unknown column `{name}`"))
+                            .suggesting(&name, known.iter().map(String::as_str))
                     };
                     return Err(error);
                 };
                 let name = alias.unwrap_or(name);
-                match (key.detection, key.name.as_str()) {
+                match (key.column, key.name.as_str()) {
                     (Some(column), _) => ViewColumn::Key { name, column },
                     (None, "window_start") => ViewColumn::WindowStart { name },
                     (None, _) => ViewColumn::WindowEnd { name },
                 }
             }
             Expr::Function(function) => {
-                let aggregate = aggregate_spec(function)?;
+                let aggregate = aggregate_spec(function, input)?;
                 let default_name = function.name.to_string().to_lowercase();
                 aggregates.push(aggregate);
                 ViewColumn::Aggregate { name: alias.unwrap_or(default_name), index: aggregates.len() - 1 }
@@ -549,7 +634,7 @@ type ViewLayout = (Vec<ViewColumn>, Vec<AggregateSpec>, Option<Finish>);
 /// A view whose SELECT computes over aggregates, or has a HAVING: its base
 /// row (group keys, window bounds, every aggregate as `__aggN`) and the
 /// DataFusion expressions that finish it.
-fn finished_columns(select: &Select, group_by: &[GroupKey]) -> Result<ViewLayout, QueryError> {
+fn finished_columns(select: &Select, group_by: &[GroupKey], input: &InputRows) -> Result<ViewLayout, QueryError> {
     let mut aggregates = Vec::new();
     let mut outputs = Vec::new();
     for item in &select.projection {
@@ -568,19 +653,18 @@ fn finished_columns(select: &Select, group_by: &[GroupKey]) -> Result<ViewLayout
                 QueryError::at(item.span(), format!("column `{name}` appears twice")).with_hint("name one with AS")
             );
         }
-        outputs.push((name, Written { expr: rewrite(expr, group_by, &mut aggregates)?, original: expr }));
+        outputs.push((name, Written { expr: rewrite(expr, group_by, input, &mut aggregates)?, original: expr }));
     }
     let having = match &select.having {
-        Some(having) => Some(Written { expr: rewrite(having, group_by, &mut aggregates)?, original: having }),
+        Some(having) => Some(Written { expr: rewrite(having, group_by, input, &mut aggregates)?, original: having }),
         None => None,
     };
     let mut columns = Vec::new();
     let mut base = Vec::new();
     for key in group_by {
-        if let Some(column) = key.detection {
+        if let Some(column) = key.column {
             columns.push(ViewColumn::Key { name: key.name.clone(), column });
-            let kind = if column.is_numeric() { DataType::Float64 } else { DataType::Utf8 };
-            base.push((key.name.clone(), kind));
+            base.push((key.name.clone(), key.kind.clone()));
         }
     }
     columns.push(ViewColumn::WindowStart { name: "window_start".into() });
@@ -592,7 +676,10 @@ fn finished_columns(select: &Select, group_by: &[GroupKey]) -> Result<ViewLayout
         columns.push(ViewColumn::Aggregate { name: name.clone(), index });
         let kind = match (aggregate.function, aggregate.column) {
             (AggregateFunction::Count, _) => DataType::Int64,
-            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) if !c.is_numeric() => DataType::Utf8,
+            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => {
+                let named = input.names().into_iter().find(|n| input.column(n).is_some_and(|(col, _)| col == c));
+                named.and_then(|n| input.column(&n)).map_or(DataType::Float64, |(_, kind)| kind)
+            }
             _ => DataType::Float64,
         };
         base.push((name, kind));
@@ -603,33 +690,40 @@ fn finished_columns(select: &Select, group_by: &[GroupKey]) -> Result<ViewLayout
 
 /// `expr` with each aggregate call replaced by its base column `__aggN`,
 /// checking that bare columns are grouped by.
-fn rewrite(expr: &Expr, group_by: &[GroupKey], aggregates: &mut Vec<AggregateSpec>) -> Result<Expr, QueryError> {
+fn rewrite(
+    expr: &Expr,
+    group_by: &[GroupKey],
+    input: &InputRows,
+    aggregates: &mut Vec<AggregateSpec>,
+) -> Result<Expr, QueryError> {
     let mut expr = expr.clone();
-    rewrite_in_place(&mut expr, group_by, aggregates)?;
+    rewrite_in_place(&mut expr, group_by, input, aggregates)?;
     Ok(expr)
 }
 
 fn rewrite_in_place(
     expr: &mut Expr,
     group_by: &[GroupKey],
+    input: &InputRows,
     aggregates: &mut Vec<AggregateSpec>,
 ) -> Result<(), QueryError> {
-    let mut go = |e: &mut Expr| rewrite_in_place(e, group_by, aggregates);
+    let mut go = |e: &mut Expr| rewrite_in_place(e, group_by, input, aggregates);
     match expr {
         Expr::Identifier(ident) => {
             let name = name_of(ident);
             if !group_by.iter().any(|k| k.name == name) {
-                let known = known_columns().collect::<Vec<_>>();
-                return Err(if known.contains(&name.as_str()) {
+                let known = known_columns(input);
+                return Err(if known.contains(&name) {
                     QueryError::at(ident.span, format!("`{name}` must appear in GROUP BY to be used here"))
                         .with_hint("or aggregate it, e.g. max(confidence)")
                 } else {
-                    QueryError::at(ident.span, format!("unknown column `{name}`")).suggesting(&name, known)
+                    QueryError::at(ident.span, format!("unknown column `{name}`"))
+                        .suggesting(&name, known.iter().map(String::as_str))
                 });
             }
         }
         Expr::Function(function) if is_aggregate(function) => {
-            let spec = aggregate_spec(function)?;
+            let spec = aggregate_spec(function, input)?;
             let index = aggregates.iter().position(|a| *a == spec).unwrap_or_else(|| {
                 aggregates.push(spec);
                 aggregates.len() - 1
@@ -697,7 +791,7 @@ const AGGREGATES: [(&str, AggregateFunction); 5] = [
 
 /// `count(*)`, `count(col)`, `count(DISTINCT col)`, `sum(col)`, `avg(col)`,
 /// `min(col)`, `max(col)`.
-fn aggregate_spec(function: &sqlparser::ast::Function) -> Result<AggregateSpec, QueryError> {
+fn aggregate_spec(function: &sqlparser::ast::Function, input: &InputRows) -> Result<AggregateSpec, QueryError> {
     let name = function.name.to_string().to_lowercase();
     let Some((_, kind)) = AGGREGATES.iter().find(|(n, _)| *n == name) else {
         return Err(QueryError::at(function.name.span(), format!("unknown aggregate `{name}`"))
@@ -717,16 +811,21 @@ fn aggregate_spec(function: &sqlparser::ast::Function) -> Result<AggregateSpec, 
         [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if *kind == AggregateFunction::Count && !distinct => None,
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => {
             let column_name = name_of(ident);
-            let column = DetectionColumn::from_name(&column_name).ok_or_else(|| {
+            let (column, column_kind) = input.column(&column_name).ok_or_else(|| {
                 QueryError::at(ident.span, format!("unknown column `{column_name}`"))
-                    .suggesting(&column_name, DetectionColumn::ALL.iter().map(|(n, _)| *n))
+                    .suggesting(&column_name, input.names().iter().map(String::as_str))
             })?;
-            if matches!(kind, AggregateFunction::Sum | AggregateFunction::Avg) && !column.is_numeric() {
+            if matches!(kind, AggregateFunction::Sum | AggregateFunction::Avg) && !column_kind.is_numeric() {
+                let numeric: Vec<String> = input
+                    .names()
+                    .into_iter()
+                    .filter(|n| input.column(n).is_some_and(|(_, kind)| kind.is_numeric()))
+                    .collect();
                 return Err(QueryError::at(
                     ident.span,
                     format!("{name}({column_name}): `{column_name}` is not a number"),
                 )
-                .with_hint("numeric columns: confidence, x, y, w, h"));
+                .with_hint(format!("numeric columns: {}", numeric.join(", "))));
             }
             Some(column)
         }
@@ -773,9 +872,9 @@ fn refuse_clauses(select: &Select, grouped: bool) -> Result<(), QueryError> {
 }
 
 /// The compiled `WHERE` of a SELECT, if it has one.
-fn where_filter(select: &Select) -> Result<Option<Filter>, QueryError> {
+fn where_filter(select: &Select, input: &InputRows) -> Result<Option<Filter>, QueryError> {
     let Some(condition) = &select.selection else { return Ok(None) };
-    Ok(Some(Filter(Arc::new(SqlFilter::compile(condition)?))))
+    Ok(Some(Filter(Arc::new(SqlFilter::compile_over(condition, input.schema())?))))
 }
 
 /// The stream a SELECT reads, when it reads a plain name.
@@ -859,7 +958,7 @@ mod tests {
         assert_eq!(options.get("min_confidence").map(String::as_str), Some("0.3"));
         let view = &plan.views[0];
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
-        assert_eq!(view.group_by, [DetectionColumn::SourceId, DetectionColumn::Label]);
+        assert_eq!(view.group_by, [Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)]);
         assert_eq!(view.columns.last(), Some(&ViewColumn::Aggregate { name: "n".into(), index: 0 }));
         assert_eq!(
             view.aggregates,

@@ -18,8 +18,8 @@ use std::time::Instant;
 use engine::metrics::Metrics;
 use engine::model::{Detection, Record, Value};
 use engine::plan::{
-    AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, JobPlan, LatePolicy, SinkSpec, SourceRows, SourceSpec,
-    ViewColumn, ViewSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, Column, DetectionColumn, EmitMode, JobPlan, LatePolicy, SinkSpec, SourceRows,
+    SourceSpec, ViewColumn, ViewSpec, WindowSpec,
 };
 use engine::registry::{Partition, Registry, Sink, SinkFactory, Source, SourceFactory, SourcePoll, SourceRow};
 use engine::runtime::{RunConfig, run};
@@ -189,11 +189,13 @@ fn frameflow(total: u64) -> Measured {
             input: "g".into(),
             filter: None,
             window: WindowSpec::Tumble { size_ms: 10_000 },
-            group_by: vec![DetectionColumn::SourceId, DetectionColumn::Label],
+            input_schema: None,
+            time: Column::EventTime,
+            group_by: vec![Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)],
             aggregates: vec![AggregateSpec { function: AggregateFunction::Count, column: None, distinct: false }],
             columns: vec![
-                ViewColumn::Key { name: "source_id".into(), column: DetectionColumn::SourceId },
-                ViewColumn::Key { name: "label".into(), column: DetectionColumn::Label },
+                ViewColumn::Key { name: "source_id".into(), column: Column::Detection(DetectionColumn::SourceId) },
+                ViewColumn::Key { name: "label".into(), column: Column::Detection(DetectionColumn::Label) },
                 ViewColumn::WindowStart { name: "window_start".into() },
                 ViewColumn::Aggregate { name: "n".into(), index: 0 },
             ],

@@ -23,9 +23,10 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
+use super::window::WindowRow;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, stable_hash};
-use crate::plan::{DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, SourceRows, StreamInput};
+use crate::plan::{DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, SourceRows, StreamInput, ViewSpec};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
@@ -88,7 +89,7 @@ pub(crate) fn build<'scope>(
         outcomes.push(rejected);
     }
 
-    let mut views = HashMap::new();
+    let mut views: HashMap<&str, StreamVec<'scope, Tick, Record>> = HashMap::new();
     for spec in &job.plan.streams {
         let mut found = match &spec.input {
             StreamInput::Vision { sources, .. } => {
@@ -112,16 +113,14 @@ pub(crate) fn build<'scope>(
         detections.insert(spec.name.as_str(), found);
     }
     for spec in &job.plan.views {
-        let mut input = detections
-            .get(spec.input.as_str())
-            .cloned()
-            .ok_or_else(|| format!("view `{}` reads unknown stream `{}`", spec.name, spec.input))?;
-        if let Some(filter) = &spec.filter {
-            let (kept, refused) = filter_rows(input, &spec.name, filter.clone());
-            outcomes.push(refused);
-            input = kept;
-        }
-        let (rows, refused) = super::window::build_view(input, spec, job);
+        let (rows, refused) = match (detections.get(spec.input.as_str()), views.get(spec.input.as_str())) {
+            (Some(input), _) => view_over(input.clone(), spec, job, &mut outcomes),
+            (None, Some(records)) => {
+                let input = records.clone().flat_map(|r| if let Record::View(row) = r { Some(row) } else { None });
+                view_over(input, spec, job, &mut outcomes)
+            }
+            (None, None) => return Err(format!("view `{}` reads unknown input `{}`", spec.name, spec.input)),
+        };
         outcomes.push(refused);
         views.insert(spec.name.as_str(), rows);
     }
@@ -143,6 +142,21 @@ pub(crate) fn build<'scope>(
         write_to_sink(records, &spec.name, sink, job.clone()).probe_with(probe);
     }
     Ok(inputs)
+}
+
+/// A view over detections or over the rows of a view, after its `WHERE`.
+fn view_over<'scope, R: WindowRow>(
+    mut input: StreamVec<'scope, Tick, R>,
+    spec: &ViewSpec,
+    job: &Arc<Prepared>,
+    outcomes: &mut Vec<StreamVec<'scope, Tick, FrameOutcome>>,
+) -> (StreamVec<'scope, Tick, Record>, StreamVec<'scope, Tick, FrameOutcome>) {
+    if let Some(filter) = &spec.filter {
+        let (kept, refused) = filter_rows(input, &spec.name, filter.clone());
+        outcomes.push(refused);
+        input = kept;
+    }
+    super::window::build_view(input, spec, job)
 }
 
 /// Decodes frames; late and undecodable frames become outcomes.
@@ -235,25 +249,27 @@ fn run_operator<'scope>(
 
 /// Keeps the rows a `WHERE` accepts. A batch the filter cannot evaluate is
 /// dead-lettered, row by row, with the reason.
-fn filter_rows<'scope>(
-    rows: StreamVec<'scope, Tick, Detection>,
+fn filter_rows<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
     name: &str,
     filter: Filter,
-) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
+) -> (StreamVec<'scope, Tick, R>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = format!("where: {name}").into();
-    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
+    let results: StreamVec<'scope, Tick, Result<R, FrameOutcome>> =
         rows.unary(Pipeline, &format!("Where: {name}"), move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
-                        match filter.0.keep(batch) {
+                        match R::filter(filter.0.as_ref(), batch) {
                             Ok(keep) => session.give_iterator(
                                 batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| Ok(row)),
                             ),
-                            Err(reason) => session.give_iterator(batch.drain(..).map(|d| {
-                                Err(FrameOutcome::of_row(&d, Outcome::Rejected, stage.clone(), Some(reason.clone())))
-                            })),
+                            Err(reason) => session.give_iterator(
+                                batch
+                                    .drain(..)
+                                    .map(|r| Err(r.outcome(Outcome::Rejected, stage.clone(), Some(reason.clone())))),
+                            ),
                         }
                     }
                 })

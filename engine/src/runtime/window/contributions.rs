@@ -8,22 +8,23 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{Contribution, Inputs, WindowKey, column_value};
-use crate::model::{Detection, Value};
-use crate::plan::DetectionColumn;
+use super::rows::WindowRow;
+use super::{Contribution, Inputs, WindowKey};
+use crate::model::Value;
+use crate::plan::Column;
 use crate::time::Millis;
 
 /// Contributions summed per (window key, inputs).
 pub(super) struct Contributions {
-    group_by: Vec<DetectionColumn>,
-    inputs: Vec<Option<DetectionColumn>>,
+    group_by: Vec<Column>,
+    inputs: Vec<Option<Column>>,
     /// Row indexes by the hash of their key; a collision holds several.
     by_hash: HashMap<u64, Vec<usize>, BuildHasherDefault<Prehashed>>,
     rows: Vec<Contribution>,
 }
 
 impl Contributions {
-    pub(super) fn new(group_by: &[DetectionColumn], inputs: &[Option<DetectionColumn>]) -> Contributions {
+    pub(super) fn new(group_by: &[Column], inputs: &[Option<Column>]) -> Contributions {
         Contributions {
             group_by: group_by.to_vec(),
             inputs: inputs.to_vec(),
@@ -32,19 +33,18 @@ impl Contributions {
         }
     }
 
-    /// Adds `count` of detection `d` to the window starting at `start`.
-    pub(super) fn add(&mut self, d: &Detection, start: Millis, count: isize) {
-        let hash = self.hash(d, start);
+    /// Adds `count` of row `r` to the window starting at `start`.
+    pub(super) fn add<R: WindowRow>(&mut self, r: &R, start: Millis, count: isize) {
+        let hash = self.hash(r, start);
         let candidates = self.by_hash.entry(hash).or_default();
-        if let Some(&found) =
-            candidates.iter().find(|&&i| matches(&self.rows[i].0, d, start, &self.group_by, &self.inputs))
-        {
+        let found = candidates.iter().find(|&&i| matches(&self.rows[i].0, r, start, &self.group_by, &self.inputs));
+        if let Some(&found) = found {
             self.rows[found].1 += count;
             return;
         }
         candidates.push(self.rows.len());
-        let group: Vec<Value> = self.group_by.iter().map(|c| column_value(d, *c)).collect();
-        let inputs: Inputs = self.inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(d, c))).collect();
+        let group: Vec<Value> = self.group_by.iter().map(|c| r.value(*c)).collect();
+        let inputs: Inputs = self.inputs.iter().map(|c| c.map_or(Value::Null, |c| r.value(c))).collect();
         self.rows.push((((group, start), inputs), count));
     }
 
@@ -56,57 +56,27 @@ impl Contributions {
         rows
     }
 
-    fn hash(&self, d: &Detection, start: Millis) -> u64 {
+    fn hash<R: WindowRow>(&self, r: &R, start: Millis) -> u64 {
         let mut hash = WordHash::default();
         hash.write_i64(start);
         for column in self.group_by.iter().copied().chain(self.inputs.iter().flatten().copied()) {
-            hash_column(&mut hash, d, column);
+            r.hash_column(column, &mut hash);
         }
         hash.finish()
     }
 }
 
-/// Whether a contribution's key is that of `d` in the window at `start`.
-fn matches(
+/// Whether a contribution's key is that of `r` in the window at `start`.
+fn matches<R: WindowRow>(
     ((group, key_start), values): &(WindowKey, Inputs),
-    d: &Detection,
+    r: &R,
     start: Millis,
-    group_by: &[DetectionColumn],
-    inputs: &[Option<DetectionColumn>],
+    group_by: &[Column],
+    inputs: &[Option<Column>],
 ) -> bool {
     *key_start == start
-        && group_by.iter().zip(group).all(|(c, v)| column_equals(d, *c, v))
-        && inputs.iter().zip(values).all(|(c, v)| c.is_none_or(|c| column_equals(d, c, v)))
-}
-
-fn column_equals(d: &Detection, column: DetectionColumn, value: &Value) -> bool {
-    let text = |s: &str| matches!(value, Value::Str(v) if **v == *s);
-    match column {
-        DetectionColumn::FrameId => text(&d.frame_id),
-        DetectionColumn::Tenant => text(&d.tenant),
-        DetectionColumn::SourceId => text(&d.source_id),
-        DetectionColumn::Operator => text(&d.operator),
-        DetectionColumn::Label => text(&d.label),
-        DetectionColumn::Text => d.text.as_deref().map_or(*value == Value::Null, text),
-        numeric => column_value(d, numeric) == *value,
-    }
-}
-
-fn hash_column(hash: &mut WordHash, d: &Detection, column: DetectionColumn) {
-    let bits = |v: f32| v.to_bits().to_le_bytes();
-    match column {
-        DetectionColumn::FrameId => hash.write(d.frame_id.as_bytes()),
-        DetectionColumn::Tenant => hash.write(d.tenant.as_bytes()),
-        DetectionColumn::SourceId => hash.write(d.source_id.as_bytes()),
-        DetectionColumn::Operator => hash.write(d.operator.as_bytes()),
-        DetectionColumn::Label => hash.write(d.label.as_bytes()),
-        DetectionColumn::Text => hash.write(d.text.as_deref().unwrap_or("\u{0}null").as_bytes()),
-        DetectionColumn::Confidence => hash.write(&bits(d.confidence)),
-        DetectionColumn::X => hash.write(&bits(d.x)),
-        DetectionColumn::Y => hash.write(&bits(d.y)),
-        DetectionColumn::W => hash.write(&bits(d.w)),
-        DetectionColumn::H => hash.write(&bits(d.h)),
-    }
+        && group_by.iter().zip(group).all(|(c, v)| r.equals(*c, v))
+        && inputs.iter().zip(values).all(|(c, v)| c.is_none_or(|c| r.equals(c, v)))
 }
 
 /// A word-at-a-time hash (the multiply-rotate of rustc's FxHash), with the
@@ -166,6 +136,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::model::Detection;
+    use crate::plan::DetectionColumn;
 
     fn detection(source: &str, label: &str, confidence: f32) -> Detection {
         Detection {
@@ -188,8 +160,8 @@ mod tests {
 
     #[test]
     fn rows_with_one_key_are_summed_and_different_keys_kept_apart() {
-        let group = [DetectionColumn::SourceId, DetectionColumn::Label];
-        let mut sums = Contributions::new(&group, &[None, Some(DetectionColumn::Confidence)]);
+        let group = [Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)];
+        let mut sums = Contributions::new(&group, &[None, Some(Column::Detection(DetectionColumn::Confidence))]);
         sums.add(&detection("a", "person", 0.5), 0, 1);
         sums.add(&detection("a", "person", 0.5), 0, 1);
         sums.add(&detection("a", "person", 0.5), 10, 1);

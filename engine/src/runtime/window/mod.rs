@@ -25,16 +25,16 @@ use timely::dataflow::operators::{Capability, Operator};
 
 use super::dataflow::Prepared;
 use crate::metrics::Metrics;
-use crate::model::{Detection, F64, FrameOutcome, Outcome, Record, Value, ViewRow};
-use crate::plan::{
-    AggregateFunction, AggregateSpec, DetectionColumn, EmitMode, Finish, ViewColumn, ViewSpec, WindowSpec,
-};
+use crate::model::{F64, FrameOutcome, Outcome, Record, Value, ViewRow};
+use crate::plan::{AggregateFunction, AggregateSpec, Column, EmitMode, Finish, ViewColumn, ViewSpec, WindowSpec};
 use crate::time::{Millis, Tick, TickClock};
 
 mod contributions;
+mod rows;
 mod session;
 
 use contributions::Contributions;
+pub(crate) use rows::WindowRow;
 
 /// The grouping key of one window row: the group-by values, then the
 /// window's start.
@@ -54,18 +54,18 @@ type Contribution = ((WindowKey, Inputs), isize);
 /// refused, naming the window, by every window that ended before it. The
 /// watermark comes from the camera's own stream, so which windows count a
 /// late row does not depend on batching or timing.
-pub(crate) fn build_view<'scope>(
-    detections: StreamVec<'scope, Tick, Detection>,
+pub(crate) fn build_view<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
     spec: &ViewSpec,
     job: &Arc<Prepared>,
 ) -> (StreamVec<'scope, Tick, Record>, StreamVec<'scope, Tick, FrameOutcome>) {
     let (clock, metrics) = (job.clock, job.metrics.clone());
     let window = spec.window;
     if let WindowSpec::Session { gap_ms } = window {
-        let rows = session::build_session_view(detections, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
+        let rows = session::build_session_view(rows, spec, RowShape::new(spec, job), gap_ms, clock, metrics);
         return rows.ok_err(|row| row);
     }
-    let (keyed, refused) = assign_windows(detections, spec, clock);
+    let (keyed, refused) = assign_windows(rows, spec, clock);
     let aggregates = spec.aggregates.clone();
     let results =
         keyed.as_collection().reduce_named(&format!("Aggregate: {}", spec.name), move |_key, rows, output| {
@@ -81,13 +81,13 @@ pub(crate) fn build_view<'scope>(
 
 /// The outcome of a late row whose window ended before the watermark it was
 /// admitted at.
-pub(crate) fn too_late(d: &Detection, view: &str, start: Millis, end: Millis) -> FrameOutcome {
+pub(crate) fn too_late<R: WindowRow>(row: &R, view: &str, start: Millis, end: Millis) -> FrameOutcome {
     let reason = format!(
         "late row: the window {} to {} of view `{view}` ended before the watermark it was admitted at",
         crate::time::format_rfc3339_ms(start),
         crate::time::format_rfc3339_ms(end)
     );
-    FrameOutcome::of_row(d, Outcome::Late, format!("view: {view}").into(), Some(reason))
+    row.outcome(Outcome::Late, format!("view: {view}").into(), Some(reason))
 }
 
 /// Sums each row's contributions per window, group and aggregate inputs,
@@ -100,19 +100,21 @@ pub(crate) fn too_late(d: &Detection, view: &str, start: Millis, end: Millis) ->
 /// detection. The capability for that is held at the tick before the
 /// window's end, ahead of the sources' watermark, so it never holds back
 /// the frames in flight. With `emit = 'updates'` each batch goes on at once.
-fn assign_windows<'scope>(
-    detections: StreamVec<'scope, Tick, Detection>,
+fn assign_windows<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
     spec: &ViewSpec,
     clock: TickClock,
 ) -> (StreamVec<'scope, Tick, Update>, StreamVec<'scope, Tick, FrameOutcome>) {
     let group_by = spec.group_by.clone();
-    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let inputs: Vec<Option<Column>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let time_column = spec.time;
     let window = spec.window;
     let size_ms = window.size_ms();
     let hold_back = spec.emit == EmitMode::Final && window != WindowSpec::Global;
     let view = spec.name.clone();
+    let stage: Arc<str> = format!("view: {}", spec.name).into();
     let assigned: StreamVec<'scope, Tick, Result<Update, FrameOutcome>> =
-        detections.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
+        rows.unary_frontier(Pipeline, &format!("AssignWindows: {}", spec.name), move |_, _| {
             // By the tick they go on at, earliest first; few at a time (the
             // windows open within the lateness), so a scan beats a tree.
             let mut open: Vec<(Tick, Capability<Tick>, Contributions)> = Vec::new();
@@ -122,11 +124,20 @@ fn assign_windows<'scope>(
                     let Some(&time) = cap.least() else { return };
                     let mut refused: Vec<Result<Update, FrameOutcome>> = Vec::new();
                     for batch in data {
-                        for d in batch.drain(..) {
-                            for start in window.starts(d.event_time) {
+                        for r in batch.drain(..) {
+                            let t = match r.time(time_column) {
+                                Some(t) => t,
+                                None if window == WindowSpec::Global => 0,
+                                None => {
+                                    let reason = Some("the row has no time to window it by".to_owned());
+                                    refused.push(Err(r.outcome(Outcome::Rejected, stage.clone(), reason)));
+                                    continue;
+                                }
+                            };
+                            for start in window.starts(t) {
                                 let end = clock.tick_at_or_after(start + size_ms);
                                 if window != WindowSpec::Global && end <= time {
-                                    refused.push(Err(too_late(&d, &view, start, start + size_ms)));
+                                    refused.push(Err(too_late(&r, &view, start, start + size_ms)));
                                     continue;
                                 }
                                 let at = if hold_back {
@@ -143,7 +154,7 @@ fn assign_windows<'scope>(
                                         i
                                     }
                                 };
-                                open[index].2.add(&d, start, 1);
+                                open[index].2.add(&r, start, r.multiplicity());
                             }
                         }
                     }
@@ -177,27 +188,6 @@ fn assign_windows<'scope>(
             }
         });
     assigned.ok_err(|row| row)
-}
-
-/// The value of a detection's column, as views see it.
-pub(crate) fn column_value(d: &Detection, column: DetectionColumn) -> Value {
-    // The f64 nearest the f32's shortest decimal form (0.8 rather than
-    // 0.800000011920929): what the JSONL shows, and what a batch engine
-    // reading that JSONL computes with.
-    let float = |v: f32| Value::Float(F64(crate::columnar::printed(v)));
-    match column {
-        DetectionColumn::FrameId => Value::Str(d.frame_id.clone()),
-        DetectionColumn::Tenant => Value::Str(d.tenant.clone()),
-        DetectionColumn::SourceId => Value::Str(d.source_id.clone()),
-        DetectionColumn::Operator => Value::Str(d.operator.clone()),
-        DetectionColumn::Label => Value::Str(d.label.clone()),
-        DetectionColumn::Text => d.text.as_deref().map_or(Value::Null, |t| Value::Str(t.into())),
-        DetectionColumn::Confidence => float(d.confidence),
-        DetectionColumn::X => float(d.x),
-        DetectionColumn::Y => float(d.y),
-        DetectionColumn::W => float(d.w),
-        DetectionColumn::H => float(d.h),
-    }
 }
 
 /// Every aggregate of one window and group, from its rows and their
@@ -235,7 +225,7 @@ pub(crate) fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) 
 pub(crate) struct RowShape {
     columns: Arc<[Arc<str>]>,
     layout: Vec<ViewColumn>,
-    group_by: Vec<DetectionColumn>,
+    group_by: Vec<Column>,
     size_ms: Millis,
     finish: Option<Finish>,
     global: bool,
@@ -341,10 +331,13 @@ fn emit_closed_windows<'scope>(
                         if time >= end {
                             continue;
                         }
-                        // Rows of a window carry times before its end, so
-                        // the capability can always be delayed to it.
+                        // Rows of a window carry times before its end. Its
+                        // row goes out at the last tick inside it, as Flink
+                        // stamps a window's result with its last instant: a
+                        // view reading this one by `window_start` then finds
+                        // the window still open.
                         let entry = pending.entry(end).or_insert_with(|| PendingWindows {
-                            capability: cap.delayed(&end.max(time), 0),
+                            capability: cap.delayed(&(end - 1).max(time), 0),
                             results: HashMap::new(),
                         });
                         *entry.results.entry((key, aggregates)).or_insert(0) += diff;

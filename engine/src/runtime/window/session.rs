@@ -15,18 +15,21 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
-use super::{Inputs, RowShape, column_value, evaluate, too_late};
+use super::{Inputs, RowShape, WindowRow, evaluate, too_late};
 use crate::metrics::Metrics;
-use crate::model::{Detection, FrameOutcome, Record, Value, stable_hash};
-use crate::plan::{DetectionColumn, ViewSpec};
+use crate::model::{FrameOutcome, Outcome, Record, Value, stable_hash};
+use crate::plan::{Column, ViewSpec};
 use crate::time::{Millis, Tick, TickClock};
 
-fn group_of(d: &Detection, group_by: &[DetectionColumn]) -> Vec<Value> {
-    group_by.iter().map(|c| column_value(d, *c)).collect()
+/// A group's rows in open sessions: by time, their inputs and multiplicity.
+type SessionRows = BTreeMap<Millis, Vec<(Inputs, isize)>>;
+
+fn group_of<R: WindowRow>(r: &R, group_by: &[Column]) -> Vec<Value> {
+    group_by.iter().map(|c| r.value(*c)).collect()
 }
 
-pub(crate) fn build_session_view<'scope>(
-    detections: StreamVec<'scope, Tick, Detection>,
+pub(crate) fn build_session_view<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
     spec: &ViewSpec,
     shape: RowShape,
     gap_ms: Millis,
@@ -35,17 +38,20 @@ pub(crate) fn build_session_view<'scope>(
 ) -> StreamVec<'scope, Tick, Result<Record, FrameOutcome>> {
     let group_by = spec.group_by.clone();
     let route_by = group_by.clone();
-    let inputs: Vec<Option<DetectionColumn>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let inputs: Vec<Option<Column>> = spec.aggregates.iter().map(|a| a.column).collect();
+    let time_column = spec.time;
+    let stage: Arc<str> = format!("view: {}", spec.name).into();
     let aggregates = spec.aggregates.clone();
     let view = spec.name.clone();
-    let route = Exchange::new(move |d: &Detection| {
-        let key = group_of(d, &route_by);
+    let route = Exchange::new(move |r: &R| {
+        let key = group_of(r, &route_by);
         let text = format!("{key:?}");
         stable_hash(&[text.as_bytes()])
     });
-    detections.unary_frontier(route, &format!("SessionWindows: {}", spec.name), move |_, _| {
-        // Per group, the rows of its open sessions by event time.
-        let mut open: HashMap<Vec<Value>, BTreeMap<Millis, Vec<Inputs>>> = HashMap::new();
+    rows.unary_frontier(route, &format!("SessionWindows: {}", spec.name), move |_, _| {
+        // Per group, the rows of its open sessions by time, each with its
+        // multiplicity.
+        let mut open: HashMap<Vec<Value>, SessionRows> = HashMap::new();
         // Held at the earliest tick an open session could close at (its
         // end), to emit it with. Held at its end, not at its rows, so the
         // frontier behind this operator is not pinned to the open rows:
@@ -61,19 +67,23 @@ pub(crate) fn build_session_view<'scope>(
                 let Some(&time) = cap.least() else { return };
                 let mut refused: Vec<Result<Record, FrameOutcome>> = Vec::new();
                 for batch in data {
-                    for d in batch.drain(..) {
+                    for r in batch.drain(..) {
+                        let Some(t) = r.time(time_column) else {
+                            let reason = Some("the row has no time to window it by".to_owned());
+                            refused.push(Err(r.outcome(Outcome::Rejected, stage.clone(), reason)));
+                            continue;
+                        };
                         // A late row admitted past the end of the session it
                         // would make on its own: whether the session it
                         // belongs to is still open depends on timing, so
                         // it is refused, the same way on every run.
-                        let t = d.event_time;
                         if clock.tick_at_or_after(t + gap_ms) <= time {
-                            refused.push(Err(too_late(&d, &view, t, t + gap_ms)));
+                            refused.push(Err(too_late(&r, &view, t, t + gap_ms)));
                             continue;
                         }
-                        let values: Inputs =
-                            inputs.iter().map(|c| c.map_or(Value::Null, |c| column_value(&d, c))).collect();
-                        open.entry(group_of(&d, &group_by)).or_default().entry(t).or_default().push(values);
+                        let values: Inputs = inputs.iter().map(|c| c.map_or(Value::Null, |c| r.value(c))).collect();
+                        let entry = open.entry(group_of(&r, &group_by)).or_default().entry(t).or_default();
+                        entry.push((values, r.multiplicity()));
                     }
                 }
                 output.session(&cap).give_iterator(refused.into_iter());
@@ -84,15 +94,25 @@ pub(crate) fn build_session_view<'scope>(
             for (group, rows) in open.iter_mut() {
                 while let Some((start, end)) = first_session(rows, gap_ms) {
                     if frontier.less_than(&clock.tick_at_or_after(end)) {
-                        let end = clock.tick_at_or_after(end);
+                        // Held at the last tick inside the session, to emit
+                        // its row there, as fixed windows do.
+                        let end = clock.tick_at_or_after(end).saturating_sub(1);
                         next_end = Some(next_end.map_or(end, |n| n.min(end)));
                         break;
                     }
                     let later = rows.split_off(&(end - gap_ms + 1));
                     let session = std::mem::replace(rows, later);
-                    let inputs: Vec<(&Inputs, isize)> = session.values().flatten().map(|v| (v, 1)).collect();
+                    // Consolidated: a retraction cancels its addition.
+                    let mut counts: BTreeMap<&Inputs, isize> = BTreeMap::new();
+                    for (values, n) in session.values().flatten() {
+                        *counts.entry(values).or_insert(0) += n;
+                    }
+                    let inputs: Vec<(&Inputs, isize)> = counts.into_iter().collect();
                     let results = evaluate(&aggregates, &inputs);
-                    closed.push((clock.tick_at_or_after(end), shape.row_ending(group, start, end, &results, None)));
+                    closed.push((
+                        clock.tick_at_or_after(end).saturating_sub(1),
+                        shape.row_ending(group, start, end, &results, None),
+                    ));
                 }
             }
             open.retain(|_, rows| !rows.is_empty());
@@ -118,7 +138,7 @@ pub(crate) fn build_session_view<'scope>(
 
 /// The first session of a group's rows: its first row's time and its end
 /// (last row plus the gap).
-fn first_session(rows: &BTreeMap<Millis, Vec<Inputs>>, gap_ms: Millis) -> Option<(Millis, Millis)> {
+fn first_session<V>(rows: &BTreeMap<Millis, V>, gap_ms: Millis) -> Option<(Millis, Millis)> {
     let mut times = rows.keys();
     let start = *times.next()?;
     let mut last = start;
@@ -137,9 +157,9 @@ mod tests {
 
     #[test]
     fn sessions_split_where_rows_are_a_gap_apart() {
-        let rows: BTreeMap<Millis, Vec<Inputs>> = [0, 400, 900, 2_000].into_iter().map(|t| (t, vec![])).collect();
+        let rows: BTreeMap<Millis, ()> = [0, 400, 900, 2_000].into_iter().map(|t| (t, ())).collect();
         assert_eq!(first_session(&rows, 1_000), Some((0, 1_900)));
         assert_eq!(first_session(&rows, 500), Some((0, 900)), "900 - 400 is not less than the gap");
-        assert_eq!(first_session(&BTreeMap::new(), 500), None);
+        assert_eq!(first_session(&BTreeMap::<Millis, ()>::new(), 500), None);
     }
 }
