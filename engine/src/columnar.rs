@@ -17,7 +17,7 @@ use arrow::compute::cast;
 pub use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
-use crate::model::{Detection, FrameOutcome, Record, Value, ViewRow};
+use crate::model::{Detection, F64, FrameOutcome, Record, Value, ViewRow};
 use crate::plan::{AggregateFunction, Column, DEAD_LETTER, EmitMode, JobPlan, OUTCOMES, ViewColumn, ViewSpec};
 use crate::time::Millis;
 
@@ -156,9 +156,58 @@ pub fn schema_of(plan: &JobPlan, input: &str) -> SchemaRef {
     if input == OUTCOMES || input == DEAD_LETTER {
         return outcome_schema();
     }
-    match plan.views.iter().find(|v| v.name == input) {
-        Some(view) => view_schema(view),
-        None => detection_schema(),
+    if let Some(view) = plan.views.iter().find(|v| v.name == input) {
+        return view_schema(view);
+    }
+    let stream = plan.streams.iter().find(|s| s.name == input);
+    // A stream passes on its input's rows unless it projects them.
+    stream
+        .and_then(|s| s.projection.as_ref().map(|p| p.0.schema()).or_else(|| s.input_schema.clone()))
+        .unwrap_or_else(detection_schema)
+}
+
+/// The type rows hold a value of `kind` in: every integer is Int64, every
+/// float Float64, every time timestamp(ms, UTC); what has no such type is
+/// text.
+pub fn canonical(kind: &DataType) -> DataType {
+    match type_name(kind).as_str() {
+        "uint" => DataType::Int64,
+        name => data_type(name),
+    }
+}
+
+/// The i-th value of an evaluated column, as a row value, converted to its
+/// [`canonical`] type.
+pub fn value_at(array: &ArrayRef, i: usize) -> Value {
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    let kind = canonical(array.data_type());
+    let converted;
+    let array = if *array.data_type() == kind {
+        array
+    } else {
+        match cast(array, &kind) {
+            Ok(c) => {
+                converted = c;
+                &converted
+            }
+            Err(_) => return Value::Null,
+        }
+    };
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<StringArray>() {
+        Value::Str(a.value(i).into())
+    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+        Value::Int(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+        Value::Float(F64(a.value(i)))
+    } else if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
+        Value::Time(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<arrow::array::BooleanArray>() {
+        Value::Bool(a.value(i))
+    } else {
+        Value::Null
     }
 }
 

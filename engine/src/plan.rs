@@ -93,6 +93,31 @@ impl fmt::Debug for Filter {
     }
 }
 
+/// A stream's projection (`SELECT label, w * h AS area`), compiled outside
+/// the engine: the SQL layer compiles it with DataFusion.
+///
+/// # Contract
+/// One output row per row of `rows` (a batch of the input's schema), with
+/// the columns of `schema`. An `Err` rejects the rows of that batch, which
+/// are dead-lettered with the message; the stream goes on.
+pub trait RowProjection: Send + Sync {
+    fn project(&self, rows: &arrow::array::RecordBatch) -> Result<Vec<ViewRow>, String>;
+    /// The schema of the rows it makes.
+    fn schema(&self) -> SchemaRef;
+    /// The projection as written.
+    fn text(&self) -> String;
+}
+
+/// A shared [`RowProjection`].
+#[derive(Clone)]
+pub struct Projection(pub Arc<dyn RowProjection>);
+
+impl fmt::Debug for Projection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Projection({})", self.0.text())
+    }
+}
+
 /// What a view computes from its base rows — group keys, window bounds,
 /// every aggregate, and `diff` in updates mode — when that is more than
 /// picking columns: `HAVING`, and expressions over aggregates. Compiled
@@ -129,12 +154,18 @@ pub enum StreamInput {
     Stream(String),
 }
 
-/// A stream of detections, optionally filtered.
+/// A stream: detections, optionally filtered (`WHERE`), and optionally
+/// projected to rows of other columns (`SELECT a, b * 2 AS c`).
 #[derive(Clone, Debug)]
 pub struct StreamSpec {
     pub name: String,
     pub input: StreamInput,
     pub filter: Option<Filter>,
+    /// Applied after the filter.
+    pub projection: Option<Projection>,
+    /// The schema of the input's rows when they are projected rows; `None`
+    /// for detections.
+    pub input_schema: Option<SchemaRef>,
 }
 
 /// A column of the detection schema, as views group and aggregate it.

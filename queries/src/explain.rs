@@ -120,6 +120,22 @@ pub fn explain(plan: &JobPlan) -> String {
                     stream.name
                 );
             }
+            if let Some(projection) = &stream.projection {
+                let columns: Vec<String> = projection
+                    .0
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), engine::columnar::type_name(f.data_type())))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  select:     {} (DataFusion, on Arrow batches)\n  columns:    {}\n  dataflow:   ... -> Select: {}",
+                    projection.0.text(),
+                    columns.join(", "),
+                    stream.name
+                );
+            }
         } else if let Some(view) = plan.views.iter().find(|v| &v.name == name) {
             explain_view(view, &mut out);
         } else if let Some(sink) = plan.sinks.iter().find(|s| &s.name == name) {

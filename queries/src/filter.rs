@@ -65,7 +65,7 @@ impl SqlFilter {
 }
 
 /// DataFusion's message, made ours: an unknown column gets a suggestion.
-fn explain(expr: &Expr, message: &str, rows: &SchemaRef) -> QueryError {
+pub(crate) fn explain(expr: &Expr, message: &str, rows: &SchemaRef) -> QueryError {
     let message = message.lines().next().unwrap_or(message);
     let unknown = message.split("No field named ").nth(1).map(|rest| {
         rest.split(|c: char| c == '.' || c.is_whitespace()).next().unwrap_or(rest).trim_matches('"').to_owned()

@@ -5,10 +5,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::ExprSchemable;
@@ -16,8 +13,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{Expr, Spanned};
 
-use engine::columnar::{type_name, view_rows_batch};
-use engine::model::{F64, Value, ViewRow};
+use engine::columnar::{canonical, type_name, value_at, view_rows_batch};
+use engine::model::{Value, ViewRow};
 use engine::plan::ViewFinish;
 
 use crate::error::QueryError;
@@ -62,7 +59,7 @@ impl SqlFinish {
             let logical = context
                 .parse_sql_expr(&text, &df_schema)
                 .map_err(|e| at(format!("cannot use `{}`: {}", written.original, first_line(&e.to_string()))))?;
-            let kind = logical.get_type(&df_schema).map_err(|e| at(first_line(&e.to_string())))?;
+            let kind = canonical(&logical.get_type(&df_schema).map_err(|e| at(first_line(&e.to_string())))?);
             let physical =
                 context.create_physical_expr(logical, &df_schema).map_err(|e| at(first_line(&e.to_string())))?;
             Ok((kind, physical))
@@ -98,33 +95,6 @@ impl SqlFinish {
 
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_owned()
-}
-
-/// The i-th value of an evaluated column, as a row value.
-fn value_at(array: &ArrayRef, i: usize) -> Value {
-    if array.is_null(i) {
-        return Value::Null;
-    }
-    let any = array.as_any();
-    if let Some(a) = any.downcast_ref::<StringArray>() {
-        Value::Str(a.value(i).into())
-    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-        Value::Int(a.value(i))
-    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-        Value::Float(F64(a.value(i)))
-    } else if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
-        Value::Time(a.value(i))
-    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        Value::Bool(a.value(i))
-    } else {
-        // Other numbers and types print as text.
-        match cast(array, &DataType::Utf8) {
-            Ok(text) => {
-                text.as_any().downcast_ref::<StringArray>().map_or(Value::Null, |t| Value::Str(t.value(i).into()))
-            }
-            Err(_) => Value::Null,
-        }
-    }
 }
 
 impl ViewFinish for SqlFinish {

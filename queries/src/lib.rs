@@ -3,8 +3,9 @@
 //!
 //! - [`parse`]: the `CREATE SOURCE | STREAM | VIEW | SINK` statements.
 //! - [`plan`]: names resolved, arguments checked, SELECTs lowered.
-//! - [`filter`]: `WHERE`, compiled and evaluated by DataFusion on Arrow
-//!   batches of detections.
+//! - [`filter`]: `WHERE`, and [`project`]: a stream's SELECT list, both
+//!   compiled and evaluated by DataFusion on Arrow batches of the rows.
+//! - [`finish`]: `HAVING` and expressions over a view's aggregates.
 //! - [`catalog`]: the tables jobs stored, with their schemas;
 //!   [`adhoc`]: `frameflow query` over them with DataFusion.
 //! - [`explain`]: `EXPLAIN CREATE ...`, the plan and its dataflow.
@@ -22,6 +23,7 @@ pub mod filter;
 pub mod finish;
 pub mod parse;
 pub mod plan;
+pub mod project;
 
 pub use error::QueryError;
 pub use plan::{KnownConnectors, plan_job, plan_job_in};

@@ -1,12 +1,16 @@
 //! Lowering parsed statements to the engine's [`JobPlan`], checking names,
 //! arguments and the supported subset of SELECT as it goes.
 //!
-//! What a stream may be: `SELECT * FROM <VISION_FN>(source, ..., name =>
-//! value, ...) | stream [WHERE ...]`. What a view may be: `SELECT <keys, window_start,
-//! window_end, aggregates> FROM TUMBLE(...) | HOP(...) | SESSION(...) [WHERE ...] GROUP BY <keys,
-//! window_start, window_end>`, aggregates being count(*), count([DISTINCT]
-//! col), sum, avg, min and max of a detection column. Anything else is
-//! refused with its location, so no statement is silently half-understood.
+//! What a stream may be: `SELECT * | <expressions> FROM <VISION_FN>(source,
+//! ..., name => value, ...) | stream [WHERE ...]`: detections, or rows of
+//! the columns it selects. What a view may be: `SELECT <keys,
+//! window_start, window_end, aggregates, expressions over them> FROM
+//! TUMBLE(...) | HOP(...) | SESSION(...) | stream | view [WHERE ...] GROUP
+//! BY <keys, window_start, window_end> [HAVING ...]`, over detections, a
+//! stream's projected rows or another view's rows, aggregates being
+//! count(*), count([DISTINCT] col), sum, avg, min and max of a column.
+//! Anything else is refused with its location, so no statement is silently
+//! half-understood.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,7 +25,8 @@ use sqlparser::tokenizer::Span;
 use engine::columnar::{SchemaRef, detection_schema, timestamp, view_schema};
 use engine::plan::{
     AggregateFunction, AggregateSpec, Column, DEAD_LETTER, DetectionColumn, EmitMode, Filter, Finish, JobPlan,
-    LatePolicy, OUTCOMES, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec, WindowSpec,
+    LatePolicy, OUTCOMES, Projection, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec, ViewColumn, ViewSpec,
+    WindowSpec,
 };
 use engine::time::Millis;
 
@@ -29,6 +34,7 @@ use crate::error::QueryError;
 use crate::filter::SqlFilter;
 use crate::finish::{self, SqlFinish, Written};
 use crate::parse::{OptionValue, Statement, literal_text, parse_job};
+use crate::project::SqlProjection;
 use datafusion::arrow::datatypes::DataType;
 
 /// Table functions that run a vision operator, and the operator each names.
@@ -252,21 +258,21 @@ impl Planner {
 
     fn add_stream(&mut self, ident: &Ident, query: &Query) -> Result<(), QueryError> {
         let select = plain_select(query)?;
-        if !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)]) {
-            return Err(QueryError::at(
-                select.projection.first().map_or(ident.span, |p| p.span()),
-                "a stream selects `*`: its rows are detections",
-            )
-            .with_hint("filter rows with WHERE; compute columns in a CREATE VIEW"));
-        }
         refuse_clauses(select, false)?;
-        let filter = where_filter(select, &InputRows::detections())?;
-        let input = match from_stream(select) {
-            Some(stream) => StreamInput::Stream(self.resolve(stream, STREAMS, "stream")?),
-            None => self.vision_input(select)?,
+        let (input, rows) = match from_stream(select) {
+            Some(stream) => {
+                let rows = self.input_rows(stream, STREAMS)?;
+                (StreamInput::Stream(rows.name.clone()), rows)
+            }
+            None => (self.vision_input(select)?, InputRows::detections()),
+        };
+        let filter = where_filter(select, &rows)?;
+        let projection = match select.projection.as_slice() {
+            [SelectItem::Wildcard(_)] => None,
+            items => Some(Projection(Arc::new(SqlProjection::compile(items, rows.schema())?))),
         };
         let name = self.declare(ident, Relation::Stream)?;
-        self.plan.streams.push(StreamSpec { name, input, filter });
+        self.plan.streams.push(StreamSpec { name, input, filter, projection, input_schema: rows.view });
         Ok(())
     }
 
@@ -327,13 +333,13 @@ impl Planner {
         // view, emitting its changes unless told to wait for the end.
         let (input, window, time, emit) = match from_stream(select) {
             Some(stream) => {
-                let input = self.input_rows(stream)?;
+                let input = self.input_rows(stream, VIEW_INPUTS)?;
                 (input, WindowSpec::Global, Column::EventTime, emit.unwrap_or(EmitMode::Updates))
             }
             None => {
                 let emit = emit.unwrap_or(EmitMode::Final);
                 let (stream, time, window) = windowed_input(select, emit)?;
-                let input = self.input_rows(stream)?;
+                let input = self.input_rows(stream, VIEW_INPUTS)?;
                 let time = input.time_column(time)?;
                 (input, window, time, emit)
             }
@@ -372,10 +378,14 @@ impl Planner {
         Ok(())
     }
 
-    /// What a view reading `ident` sees: detections, or the rows of a view.
-    fn input_rows(&self, ident: &Ident) -> Result<InputRows, QueryError> {
-        let name = self.resolve(ident, VIEW_INPUTS, "stream or view")?;
-        let view = self.plan.views.iter().find(|v| v.name == name).map(view_schema);
+    /// What reading `ident`, a relation of one of `kinds`, sees:
+    /// detections, or the rows of a view or of a stream's projection.
+    fn input_rows(&self, ident: &Ident, kinds: &[Relation]) -> Result<InputRows, QueryError> {
+        let name = self.resolve(ident, kinds, "stream or view")?;
+        let view = self.plan.views.iter().find(|v| v.name == name).map(view_schema).or_else(|| {
+            let stream = self.plan.streams.iter().find(|s| s.name == name)?;
+            stream.projection.as_ref().map(|p| p.0.schema()).or_else(|| stream.input_schema.clone())
+        });
         Ok(InputRows { name, view })
     }
 }
@@ -623,7 +633,7 @@ fn view_columns(
     Ok((columns, aggregates))
 }
 
-fn is_aggregate(function: &sqlparser::ast::Function) -> bool {
+pub(crate) fn is_aggregate(function: &sqlparser::ast::Function) -> bool {
     let name = function.name.to_string().to_lowercase();
     AGGREGATES.iter().any(|(n, _)| *n == name)
 }
@@ -958,7 +968,10 @@ mod tests {
         assert_eq!(options.get("min_confidence").map(String::as_str), Some("0.3"));
         let view = &plan.views[0];
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
-        assert_eq!(view.group_by, [Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)]);
+        assert_eq!(
+            view.group_by,
+            [Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)]
+        );
         assert_eq!(view.columns.last(), Some(&ViewColumn::Aggregate { name: "n".into(), index: 0 }));
         assert_eq!(
             view.aggregates,

@@ -173,6 +173,8 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
             name: "s".into(),
             input: StreamInput::Vision { operator: "work".into(), sources: vec!["m".into()], options: BTreeMap::new() },
             filter: None,
+            projection: None,
+            input_schema: None,
         }],
         views: Vec::new(),
         sinks: vec![SinkSpec {

@@ -25,8 +25,10 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use super::window::WindowRow;
 use crate::metrics::Metrics;
-use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, stable_hash};
-use crate::plan::{DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, SourceRows, StreamInput, ViewSpec};
+use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
+use crate::plan::{
+    DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, Projection, SourceRows, StreamInput, StreamSpec, ViewSpec,
+};
 use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
@@ -90,36 +92,52 @@ pub(crate) fn build<'scope>(
     }
 
     let mut views: HashMap<&str, StreamVec<'scope, Tick, Record>> = HashMap::new();
+    // Streams whose rows are projected: rows of other columns.
+    let mut projected: HashMap<&str, StreamVec<'scope, Tick, ViewRow>> = HashMap::new();
     for spec in &job.plan.streams {
-        let mut found = match &spec.input {
+        let name = spec.name.as_str();
+        let found = match &spec.input {
             StreamInput::Vision { sources, .. } => {
                 let input = scope.concatenate(sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
-                let operator =
-                    job.operators.get(&spec.name).ok_or_else(|| format!("stream `{}` was not prepared", spec.name))?;
-                let (found, outcome) = run_operator(input, &spec.name, operator.instance()?, job.metrics.clone());
+                let operator = job.operators.get(name).ok_or_else(|| format!("stream `{name}` was not prepared"))?;
+                let (found, outcome) = run_operator(input, name, operator.instance()?, job.metrics.clone());
                 outcomes.push(outcome);
                 found
             }
-            StreamInput::Stream(name) => detections
-                .get(name.as_str())
-                .cloned()
-                .ok_or_else(|| format!("stream `{}` reads unknown stream `{name}`", spec.name))?,
+            StreamInput::Stream(input) => match (detections.get(input.as_str()), projected.get(input.as_str())) {
+                (Some(found), _) => found.clone(),
+                (None, Some(rows)) => {
+                    let rows = filtered(rows.clone(), spec, &mut outcomes);
+                    let rows = match &spec.projection {
+                        Some(projection) => project(rows, spec, projection.clone(), &mut outcomes),
+                        None => rows,
+                    };
+                    projected.insert(name, rows);
+                    continue;
+                }
+                (None, None) => return Err(format!("stream `{name}` reads unknown stream `{input}`")),
+            },
         };
-        if let Some(filter) = &spec.filter {
-            let (kept, refused) = filter_rows(found, &spec.name, filter.clone());
-            outcomes.push(refused);
-            found = kept;
+        let found = filtered(found, spec, &mut outcomes);
+        match &spec.projection {
+            Some(projection) => {
+                projected.insert(name, project(found, spec, projection.clone(), &mut outcomes));
+            }
+            None => {
+                detections.insert(name, found);
+            }
         }
-        detections.insert(spec.name.as_str(), found);
     }
     for spec in &job.plan.views {
-        let (rows, refused) = match (detections.get(spec.input.as_str()), views.get(spec.input.as_str())) {
-            (Some(input), _) => view_over(input.clone(), spec, job, &mut outcomes),
-            (None, Some(records)) => {
-                let input = records.clone().flat_map(|r| if let Record::View(row) = r { Some(row) } else { None });
-                view_over(input, spec, job, &mut outcomes)
+        let input = spec.input.as_str();
+        let (rows, refused) = match (detections.get(input), projected.get(input), views.get(input)) {
+            (Some(found), _, _) => view_over(found.clone(), spec, job, &mut outcomes),
+            (None, Some(rows), _) => view_over(rows.clone(), spec, job, &mut outcomes),
+            (None, None, Some(records)) => {
+                let rows = records.clone().flat_map(|r| if let Record::View(row) = r { Some(row) } else { None });
+                view_over(rows, spec, job, &mut outcomes)
             }
-            (None, None) => return Err(format!("view `{}` reads unknown input `{}`", spec.name, spec.input)),
+            (None, None, None) => return Err(format!("view `{}` reads unknown input `{input}`", spec.name)),
         };
         outcomes.push(refused);
         views.insert(spec.name.as_str(), rows);
@@ -132,16 +150,63 @@ pub(crate) fn build<'scope>(
         let records = match spec.input.as_str() {
             DEAD_LETTER => outcomes.clone().filter(|o: &FrameOutcome| o.is_dead_letter()).map(Record::Outcome),
             OUTCOMES => outcomes.clone().map(Record::Outcome),
-            name => match (detections.get(name), views.get(name)) {
-                (Some(found), _) => found.clone().map(Record::Detection),
-                (None, Some(rows)) => rows.clone(),
-                (None, None) => return Err(format!("sink `{}` reads unknown input `{name}`", spec.name)),
+            name => match (detections.get(name), projected.get(name), views.get(name)) {
+                (Some(found), _, _) => found.clone().map(Record::Detection),
+                (None, Some(rows), _) => rows.clone().map(Record::View),
+                (None, None, Some(rows)) => rows.clone(),
+                (None, None, None) => return Err(format!("sink `{}` reads unknown input `{name}`", spec.name)),
             },
         };
         let sink = if worker == 0 { job.sinks.get(&spec.name).and_then(|slot| slot.lock().ok()?.take()) } else { None };
         write_to_sink(records, &spec.name, sink, job.clone()).probe_with(probe);
     }
     Ok(inputs)
+}
+
+/// A stream's rows after its `WHERE`.
+fn filtered<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
+    spec: &StreamSpec,
+    outcomes: &mut Vec<StreamVec<'scope, Tick, FrameOutcome>>,
+) -> StreamVec<'scope, Tick, R> {
+    let Some(filter) = &spec.filter else { return rows };
+    let (kept, refused) = filter_rows(rows, &spec.name, filter.clone());
+    outcomes.push(refused);
+    kept
+}
+
+/// A stream's rows projected; a batch the projection cannot evaluate is
+/// dead-lettered, row by row, with the reason.
+fn project<'scope, R: WindowRow>(
+    rows: StreamVec<'scope, Tick, R>,
+    spec: &StreamSpec,
+    projection: Projection,
+    outcomes: &mut Vec<StreamVec<'scope, Tick, FrameOutcome>>,
+) -> StreamVec<'scope, Tick, ViewRow> {
+    let stage: Arc<str> = format!("select: {}", spec.name).into();
+    let schema = spec.input_schema.clone();
+    let results: StreamVec<'scope, Tick, Result<ViewRow, FrameOutcome>> =
+        rows.unary(Pipeline, &format!("Select: {}", spec.name), move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        match R::batch(batch, &schema).and_then(|b| projection.0.project(&b)) {
+                            Ok(rows) => session.give_iterator(rows.into_iter().map(Ok)),
+                            Err(reason) => session.give_iterator(
+                                batch
+                                    .drain(..)
+                                    .map(|r| Err(r.outcome(Outcome::Rejected, stage.clone(), Some(reason.clone())))),
+                            ),
+                        }
+                        batch.clear();
+                    }
+                })
+            }
+        });
+    let (rows, refused) = results.ok_err(|result| result);
+    outcomes.push(refused);
+    rows
 }
 
 /// A view over detections or over the rows of a view, after its `WHERE`.

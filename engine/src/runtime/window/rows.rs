@@ -4,7 +4,9 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::columnar::printed;
+use arrow::array::RecordBatch;
+
+use crate::columnar::{SchemaRef, detections_batch, printed, view_rows_batch};
 use crate::model::{Detection, F64, FrameOutcome, Outcome, Record, Value, ViewRow};
 use crate::plan::{Column, DetectionColumn, RowFilter};
 use crate::time::Millis;
@@ -43,6 +45,9 @@ pub(crate) trait WindowRow: timely::ExchangeData {
 
     /// `filter` applied to rows of this kind.
     fn filter(filter: &dyn RowFilter, rows: &[Self]) -> Result<Vec<bool>, String>;
+
+    /// Rows of this kind as a batch; view rows of `schema`.
+    fn batch(rows: &[Self], schema: &Option<SchemaRef>) -> Result<RecordBatch, String>;
 }
 
 impl WindowRow for Detection {
@@ -100,6 +105,10 @@ impl WindowRow for Detection {
 
     fn filter(filter: &dyn RowFilter, rows: &[Self]) -> Result<Vec<bool>, String> {
         filter.keep(rows)
+    }
+
+    fn batch(rows: &[Self], _: &Option<SchemaRef>) -> Result<RecordBatch, String> {
+        detections_batch(rows)
     }
 }
 
@@ -176,5 +185,10 @@ impl WindowRow for ViewRow {
 
     fn filter(filter: &dyn RowFilter, rows: &[Self]) -> Result<Vec<bool>, String> {
         filter.keep_rows(rows)
+    }
+
+    fn batch(rows: &[Self], schema: &Option<SchemaRef>) -> Result<RecordBatch, String> {
+        let schema = schema.as_ref().ok_or("rows without a schema")?;
+        view_rows_batch(schema, rows)
     }
 }

@@ -1,0 +1,2 @@
+CREATE SOURCE d FROM DETECTIONS 'data/few.jsonl';
+CREATE STREAM s AS SELECT lable, confidence FROM d;
