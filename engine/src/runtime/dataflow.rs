@@ -33,12 +33,12 @@ use crate::registry::{Decoder, PreparedOperator, Sink};
 use crate::time::{Tick, TickClock};
 
 pub(crate) type Input<T> = UnorderedHandle<Tick, CapacityContainerBuilder<Vec<T>>>;
-/// Detection rows from a source; `Err` is a row refused or late.
-pub(crate) type Row = Result<Detection, FrameOutcome>;
 
 pub(crate) enum InputHandle {
     Frames(Input<Frame>),
-    Detections(Input<Row>),
+    /// Detections, and beside them the outcomes of rows refused or late:
+    /// two inputs, so that rows are not copied again to be told apart.
+    Detections(Input<Detection>, Input<FrameOutcome>),
 }
 
 /// A source's way into the dataflow on one worker.
@@ -46,6 +46,8 @@ pub(crate) struct SourceInput {
     pub handle: InputHandle,
     /// Held at the source's watermark; dropped when the source is done.
     pub capability: Option<ActivateCapability<Tick>>,
+    /// The same for the outcomes input of a source of detections.
+    pub outcomes_capability: Option<ActivateCapability<Tick>>,
 }
 
 /// Everything the job shares between workers, prepared before it starts.
@@ -74,15 +76,24 @@ pub(crate) fn build<'scope>(
     let mut detections = HashMap::new();
     for spec in &job.plan.sources {
         if spec.rows == SourceRows::Detections {
-            let ((handle, capability), rows) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Row>>>();
-            inputs.push(SourceInput { handle: InputHandle::Detections(handle), capability: Some(capability) });
-            let (found, refused) = rows.ok_err(|row| row);
-            detections.insert(spec.name.as_str(), found);
+            let ((handle, capability), rows) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Detection>>>();
+            let ((refused_handle, refused_capability), refused) =
+                scope.new_unordered_input::<CapacityContainerBuilder<Vec<FrameOutcome>>>();
+            inputs.push(SourceInput {
+                handle: InputHandle::Detections(handle, refused_handle),
+                capability: Some(capability),
+                outcomes_capability: Some(refused_capability),
+            });
+            detections.insert(spec.name.as_str(), rows);
             outcomes.push(refused);
             continue;
         }
         let ((handle, capability), frames) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Frame>>>();
-        inputs.push(SourceInput { handle: InputHandle::Frames(handle), capability: Some(capability) });
+        inputs.push(SourceInput {
+            handle: InputHandle::Frames(handle),
+            capability: Some(capability),
+            outcomes_capability: None,
+        });
         // Consecutive frames of a camera go to consecutive workers: an even
         // spread even for few frames, where hashing ids leaves some idle.
         let frames = frames.exchange(|f: &Frame| stable_hash(&[f.source_id.as_bytes()]).wrapping_add(f.seq));

@@ -203,19 +203,18 @@ impl InFlight {
 }
 
 /// Sends items into the dataflow: `place` says what goes in for each item
-/// and at which tick (at least `floor`, the capability's). Items of the
-/// same tick share one session.
+/// and at which tick (at least `floor`, the capability's), or takes the
+/// item elsewhere. Items of the same tick share one session.
 fn admit<I, T: 'static>(
     handle: &mut dataflow::Input<T>,
     capability: &ActivateCapability<Tick>,
     items: Vec<I>,
     in_flight: &mut InFlight,
     metrics: &Metrics,
-    mut place: impl FnMut(I, Tick) -> (T, Tick),
+    mut place: impl FnMut(I, Tick) -> Option<(T, Tick)>,
 ) {
-    Metrics::add(&metrics.frames_admitted, items.len() as u64);
     let floor = *capability.time();
-    let mut placed = items.into_iter().map(|item| place(item, floor)).peekable();
+    let mut placed = items.into_iter().filter_map(|item| place(item, floor)).peekable();
     let mut handle = handle.activate();
     while let Some((item, tick)) = placed.next() {
         let at = capability.delayed(&tick);
@@ -260,10 +259,12 @@ fn drive(
             };
             let policy = job.plan.sources[index].late;
             let clock = job.clock;
+            let metrics = &job.metrics;
             let done = match (source.poll(room)?, &mut input.handle) {
                 (SourcePoll::Frames(frames), InputHandle::Frames(handle)) => {
                     admitted_any |= !frames.is_empty();
-                    admit(handle, capability, frames, &mut in_flight, &job.metrics, |mut frame, floor| {
+                    Metrics::add(&metrics.frames_admitted, frames.len() as u64);
+                    admit(handle, capability, frames, &mut in_flight, metrics, |mut frame, floor| {
                         let tick = clock.tick_of(frame.event_time);
                         // A frame that breaks its source's promise is late,
                         // and taken in, if at all, at its watermark.
@@ -271,33 +272,40 @@ fn drive(
                             frame.late = Some(clock.start_of(floor));
                         }
                         let at = frame.late.map_or(tick, |w| clock.tick_of(w));
-                        (frame, at.max(floor))
+                        Some((frame, at.max(floor)))
                     });
                     false
                 }
-                (SourcePoll::Detections(rows), InputHandle::Detections(handle)) => {
+                (SourcePoll::Detections(rows), InputHandle::Detections(handle, outcomes_handle)) => {
                     admitted_any |= !rows.is_empty();
-                    admit(handle, capability, rows, &mut in_flight, &job.metrics, |row, floor| {
+                    Metrics::add(&metrics.frames_admitted, rows.len() as u64);
+                    let mut refused = Vec::new();
+                    admit(handle, capability, rows, &mut in_flight, metrics, |row, floor| {
                         let (d, watermark) = match row {
                             SourceRow::Row(d) if clock.tick_of(d.event_time) >= floor => {
                                 let tick = clock.tick_of(d.event_time);
-                                return (Ok(d), tick);
+                                return Some((d, tick));
                             }
                             // A row that breaks its source's promise is late.
                             SourceRow::Row(d) => (d, clock.start_of(floor)),
                             SourceRow::Late(d, watermark) => (d, watermark),
                             SourceRow::Refused(outcome) => {
-                                Metrics::add(&job.metrics.frames_rejected, 1);
-                                return (Err(outcome), floor);
+                                Metrics::add(&metrics.frames_rejected, 1);
+                                refused.push(outcome);
+                                return None;
                             }
                         };
-                        Metrics::add(&job.metrics.frames_late, 1);
+                        Metrics::add(&metrics.frames_late, 1);
                         if policy == LatePolicy::Admit {
-                            (Ok(d), clock.tick_of(watermark).max(floor))
+                            Some((d, clock.tick_of(watermark).max(floor)))
                         } else {
-                            (Err(late_row(&d, policy)), floor)
+                            refused.push(late_row(&d, policy));
+                            None
                         }
                     });
+                    if let Some(at) = &input.outcomes_capability {
+                        admit(outcomes_handle, at, refused, &mut in_flight, metrics, |o, floor| Some((o, floor)));
+                    }
                     false
                 }
                 (SourcePoll::Frames(_) | SourcePoll::Detections(_), _) => {
@@ -311,9 +319,15 @@ fn drive(
                     let tick = job.clock.tick_of(promise);
                     if tick > *capability.time() {
                         capability.downgrade(&tick);
+                        if let Some(outcomes) = input.outcomes_capability.as_mut() {
+                            outcomes.downgrade(&tick);
+                        }
                     }
                 }
-                _ => input.capability = None,
+                _ => {
+                    input.capability = None;
+                    input.outcomes_capability = None;
+                }
             }
         }
         let sources_done = inputs.iter().all(|i| i.capability.is_none());

@@ -124,7 +124,9 @@ fn assign_windows<'scope, R: WindowRow>(
                     let Some(&time) = cap.least() else { return };
                     let mut refused: Vec<Result<Update, FrameOutcome>> = Vec::new();
                     for batch in data {
-                        for r in batch.drain(..) {
+                        // Read in place and dropped together: rows are
+                        // large, and moving each out costs a copy.
+                        for r in batch.iter() {
                             let t = match r.time(time_column) {
                                 Some(t) => t,
                                 None if window == WindowSpec::Global => 0,
@@ -137,7 +139,7 @@ fn assign_windows<'scope, R: WindowRow>(
                             for start in window.starts(t) {
                                 let end = clock.tick_at_or_after(start + size_ms);
                                 if window != WindowSpec::Global && end <= time {
-                                    refused.push(Err(too_late(&r, &view, start, start + size_ms)));
+                                    refused.push(Err(too_late(r, &view, start, start + size_ms)));
                                     continue;
                                 }
                                 let at = if hold_back {
@@ -154,9 +156,10 @@ fn assign_windows<'scope, R: WindowRow>(
                                         i
                                     }
                                 };
-                                open[index].2.add(&r, start, r.multiplicity());
+                                open[index].2.add(r, start, r.multiplicity());
                             }
                         }
+                        batch.clear();
                     }
                     output.session(&cap).give_iterator(refused.into_iter());
                 });
