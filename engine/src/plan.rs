@@ -26,9 +26,10 @@ pub struct JobPlan {
     pub streams: Vec<StreamSpec>,
     pub views: Vec<ViewSpec>,
     pub sinks: Vec<SinkSpec>,
-    /// Relations the job asks to have explained (`EXPLAIN CREATE ...`): a
-    /// job with any is explained, not run.
-    pub explain: Vec<String>,
+    /// Relations the job asks to have explained (`EXPLAIN CREATE ...`),
+    /// each with the SQL layer's logical plan of it where it has one: a job
+    /// with any is explained, not run.
+    pub explain: Vec<(String, Option<String>)>,
 }
 
 /// What happens to a frame that arrives behind its camera's watermark.

@@ -31,8 +31,23 @@ fn window(w: &WindowSpec) -> String {
     }
 }
 
-fn explain_view(view: &ViewSpec, out: &mut String) {
+/// DataFusion's logical plan, indented under its heading.
+fn logical_lines(logical: &Option<String>, heading: &str, out: &mut String) {
+    let Some(logical) = logical else { return };
+    let _ = writeln!(out, "  {heading}");
+    for line in logical.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+fn explain_view(view: &ViewSpec, logical: &Option<String>, out: &mut String) {
     let _ = writeln!(out, "View {} over {}", view.name, view.input);
+    let heading = if view.window == WindowSpec::Global {
+        "logical plan (DataFusion):"
+    } else {
+        "logical plan (DataFusion), of each window, whose bounds the window assigns:"
+    };
+    logical_lines(logical, heading, out);
     let time =
         if view.window == WindowSpec::Global { String::new() } else { format!(", by {}", input_name(view, view.time)) };
     let _ = writeln!(out, "  window:     {}{time}", window(&view.window));
@@ -75,7 +90,7 @@ fn explain_view(view: &ViewSpec, out: &mut String) {
 /// The explanation of every relation `plan.explain` names.
 pub fn explain(plan: &JobPlan) -> String {
     let mut out = String::new();
-    for name in &plan.explain {
+    for (name, logical) in &plan.explain {
         if let Some(source) = plan.sources.iter().find(|s| &s.name == name) {
             let late = match source.late {
                 LatePolicy::DeadLetter => "dead_letter",
@@ -112,6 +127,7 @@ pub fn explain(plan: &JobPlan) -> String {
                     writeln!(out, "Stream {} over {input}\n  dataflow:   (rows of {input})", stream.name)
                 }
             };
+            logical_lines(logical, "logical plan (DataFusion):", &mut out);
             if let Some(filter) = &stream.filter {
                 let _ = writeln!(
                     out,
@@ -137,7 +153,7 @@ pub fn explain(plan: &JobPlan) -> String {
                 );
             }
         } else if let Some(view) = plan.views.iter().find(|v| &v.name == name) {
-            explain_view(view, &mut out);
+            explain_view(view, logical, &mut out);
         } else if let Some(sink) = plan.sinks.iter().find(|s| &s.name == name) {
             let location = sink.location.as_deref().map(|l| format!(" '{l}'")).unwrap_or_default();
             let _ = writeln!(

@@ -21,6 +21,7 @@ pub mod error;
 pub mod explain;
 pub mod filter;
 pub mod finish;
+mod logical;
 pub mod parse;
 pub mod plan;
 pub mod project;

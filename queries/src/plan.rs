@@ -33,6 +33,7 @@ use engine::time::Millis;
 use crate::error::QueryError;
 use crate::filter::SqlFilter;
 use crate::finish::{self, SqlFinish, Written};
+use crate::logical::logical_plan;
 use crate::parse::{OptionValue, Statement, literal_text, parse_job};
 use crate::project::SqlProjection;
 use datafusion::arrow::datatypes::DataType;
@@ -110,6 +111,10 @@ impl KnownConnectors {
 #[derive(Default)]
 struct Planner {
     plan: JobPlan,
+    /// Set while an `EXPLAIN`ed statement is added, which leaves its
+    /// DataFusion logical plan in `logical_plan`.
+    explaining: bool,
+    logical_plan: Option<String>,
     names: HashMap<String, (Relation, Span)>,
     connectors: KnownConnectors,
 }
@@ -178,8 +183,11 @@ impl Planner {
                     | Statement::CreateSink { name, .. } => name_of(name),
                     Statement::Explain(_) => String::new(),
                 };
-                self.add(*inner)?;
-                self.plan.explain.push(name);
+                self.explaining = true;
+                let added = self.add(*inner);
+                self.explaining = false;
+                added?;
+                self.plan.explain.push((name, self.logical_plan.take()));
                 Ok(())
             }
             Statement::CreateSource { name, kind, location, options } => {
@@ -271,6 +279,12 @@ impl Planner {
             [SelectItem::Wildcard(_)] => None,
             items => Some(Projection(Arc::new(SqlProjection::compile(items, rows.schema())?))),
         };
+        if self.explaining {
+            self.logical_plan = Some(
+                logical_plan(select, &rows.label(), &rows.schema(), false)
+                    .map_err(|e| QueryError::at(select.span(), format!("DataFusion cannot plan this: {e}")))?,
+            );
+        }
         let name = self.declare(ident, Relation::Stream)?;
         self.plan.streams.push(StreamSpec { name, input, filter, projection, input_schema: rows.view });
         Ok(())
@@ -361,6 +375,13 @@ impl Planner {
             finished_columns(select, &group_by, &input)?
         };
         let group_by = group_by.into_iter().filter_map(|g| g.column).collect();
+        if self.explaining {
+            let windowed = window != WindowSpec::Global;
+            self.logical_plan = Some(
+                logical_plan(select, &input.label(), &input.schema(), windowed)
+                    .map_err(|e| QueryError::at(select.span(), format!("DataFusion cannot plan this: {e}")))?,
+            );
+        }
         let name = self.declare(ident, Relation::View)?;
         self.plan.views.push(ViewSpec {
             name,
@@ -493,6 +514,11 @@ struct InputRows {
 impl InputRows {
     fn detections() -> InputRows {
         InputRows { name: String::new(), view: None }
+    }
+
+    /// The input's name in a plan: a vision function's rows are detections.
+    fn label(&self) -> String {
+        if self.name.is_empty() { "detections".to_owned() } else { self.name.clone() }
     }
 
     /// A column by name, and its type.
