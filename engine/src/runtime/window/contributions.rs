@@ -18,9 +18,11 @@ use crate::time::Millis;
 pub(super) struct Contributions {
     group_by: Vec<Column>,
     inputs: Vec<Option<Column>>,
-    /// Row indexes by the hash of their key; a collision holds several.
-    by_hash: HashMap<u64, Vec<usize>, BuildHasherDefault<Prehashed>>,
+    /// The first row of each key hash; rows whose keys share a hash are
+    /// chained through `next`.
+    by_hash: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
     rows: Vec<Contribution>,
+    next: Vec<Option<usize>>,
 }
 
 impl Contributions {
@@ -30,19 +32,24 @@ impl Contributions {
             inputs: inputs.to_vec(),
             by_hash: HashMap::default(),
             rows: Vec::new(),
+            next: Vec::new(),
         }
     }
 
     /// Adds `count` of row `r` to the window starting at `start`.
     pub(super) fn add<R: WindowRow>(&mut self, r: &R, start: Millis, count: isize) {
         let hash = self.hash(r, start);
-        let candidates = self.by_hash.entry(hash).or_default();
-        let found = candidates.iter().find(|&&i| matches(&self.rows[i].0, r, start, &self.group_by, &self.inputs));
-        if let Some(&found) = found {
-            self.rows[found].1 += count;
-            return;
+        let first = self.by_hash.get(&hash).copied();
+        let mut candidate = first;
+        while let Some(i) = candidate {
+            if matches(&self.rows[i].0, r, start, &self.group_by, &self.inputs) {
+                self.rows[i].1 += count;
+                return;
+            }
+            candidate = self.next[i];
         }
-        candidates.push(self.rows.len());
+        self.by_hash.insert(hash, self.rows.len());
+        self.next.push(first);
         let group: Vec<Value> = self.group_by.iter().map(|c| r.value(*c)).collect();
         let inputs: Inputs = self.inputs.iter().map(|c| c.map_or(Value::Null, |c| r.value(c))).collect();
         self.rows.push((((group, start), inputs), count));
@@ -51,6 +58,7 @@ impl Contributions {
     /// The sums, leaving this empty.
     pub(super) fn take(&mut self) -> Vec<Contribution> {
         self.by_hash.clear();
+        self.next.clear();
         let mut rows = std::mem::take(&mut self.rows);
         rows.retain(|(_, count)| *count != 0);
         rows

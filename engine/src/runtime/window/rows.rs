@@ -60,13 +60,16 @@ impl WindowRow for Detection {
     }
 
     fn equals(&self, column: Column, value: &Value) -> bool {
+        // Sources share one `Arc` per camera and label, so the pointers
+        // usually answer before the bytes must.
+        let shared = |s: &Arc<str>| matches!(value, Value::Str(v) if Arc::ptr_eq(v, s) || **v == **s);
         let text = |s: &str| matches!(value, Value::Str(v) if **v == *s);
         match column {
-            Column::Detection(DetectionColumn::FrameId) => text(&self.frame_id),
-            Column::Detection(DetectionColumn::Tenant) => text(&self.tenant),
-            Column::Detection(DetectionColumn::SourceId) => text(&self.source_id),
-            Column::Detection(DetectionColumn::Operator) => text(&self.operator),
-            Column::Detection(DetectionColumn::Label) => text(&self.label),
+            Column::Detection(DetectionColumn::FrameId) => shared(&self.frame_id),
+            Column::Detection(DetectionColumn::Tenant) => shared(&self.tenant),
+            Column::Detection(DetectionColumn::SourceId) => shared(&self.source_id),
+            Column::Detection(DetectionColumn::Operator) => shared(&self.operator),
+            Column::Detection(DetectionColumn::Label) => shared(&self.label),
             Column::Detection(DetectionColumn::Text) => self.text.as_deref().map_or(*value == Value::Null, text),
             other => self.value(other) == *value,
         }
