@@ -136,6 +136,9 @@ pub fn view_schema(view: &ViewSpec) -> SchemaRef {
                         match (aggregate.function, aggregate.column) {
                             (AggregateFunction::Count, _) => DataType::Int64,
                             (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => input_type(view, c),
+                            (AggregateFunction::Sum, Some(c)) if input_type(view, c) == DataType::Int64 => {
+                                DataType::Int64
+                            }
                             _ => DataType::Float64,
                         }
                     }

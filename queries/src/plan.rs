@@ -536,6 +536,12 @@ impl InputRows {
         }
     }
 
+    /// The type of one of its columns.
+    fn type_of(&self, column: Column) -> DataType {
+        let named = self.names().into_iter().find(|n| self.column(n).is_some_and(|(c, _)| c == column));
+        named.and_then(|n| self.column(&n)).map_or(DataType::Float64, |(_, kind)| kind)
+    }
+
     /// The columns there are, for suggestions.
     fn names(&self) -> Vec<String> {
         match &self.view {
@@ -712,10 +718,8 @@ fn finished_columns(select: &Select, group_by: &[GroupKey], input: &InputRows) -
         columns.push(ViewColumn::Aggregate { name: name.clone(), index });
         let kind = match (aggregate.function, aggregate.column) {
             (AggregateFunction::Count, _) => DataType::Int64,
-            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => {
-                let named = input.names().into_iter().find(|n| input.column(n).is_some_and(|(col, _)| col == c));
-                named.and_then(|n| input.column(&n)).map_or(DataType::Float64, |(_, kind)| kind)
-            }
+            (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => input.type_of(c),
+            (AggregateFunction::Sum, Some(c)) if input.type_of(c) == DataType::Int64 => DataType::Int64,
             _ => DataType::Float64,
         };
         base.push((name, kind));

@@ -214,6 +214,10 @@ pub(crate) fn evaluate(aggregates: &[AggregateSpec], rows: &[(&Inputs, isize)]) 
                 }
                 AggregateFunction::Count => Value::Int(count as i64),
                 _ if count == 0 => Value::Null,
+                // A sum of integers is an integer, as in SQL.
+                AggregateFunction::Sum if present.clone().all(|(v, _)| matches!(v[i], Value::Int(_))) => {
+                    Value::Int(present.map(|(v, n)| if let Value::Int(x) = v[i] { x * *n as i64 } else { 0 }).sum())
+                }
                 AggregateFunction::Sum => Value::Float(F64(sum())),
                 AggregateFunction::Avg => Value::Float(F64(sum() / count as f64)),
                 AggregateFunction::Min => present.map(|(v, _)| v[i].clone()).min().unwrap_or(Value::Null),
