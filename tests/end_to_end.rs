@@ -137,3 +137,25 @@ fn a_watched_folder_closes_windows_as_frames_arrive_with_more_workers_than_camer
     child.wait().unwrap();
     assert!(rows.len() >= 2, "windows 0 s and 1 s should have closed (frames up to 3.8 s, lateness 1 s): {rows:?}");
 }
+
+#[test]
+fn generated_frames_go_through_detection_like_a_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "
+        CREATE SOURCE g FROM GENERATOR WITH (output = 'frames', count = 12, cameras = 3, rate = 6, width = 320, height = 180);
+        CREATE STREAM found AS SELECT * FROM DETECT(g, model => 'objects');
+        CREATE SINK o FROM outcomes INTO FILE 'out/outcomes.jsonl';";
+    let output = common::run_job(dir.path(), job, &["--workers", "2"]);
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("12 frames (12 processed, 0 rejected, 0 late)"), "{stderr}");
+    let outcomes = common::read_jsonl(&dir.path().join("out/outcomes.jsonl"));
+    let mut ids: Vec<&str> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "one outcome per frame");
+    let cameras: std::collections::BTreeSet<&str> = outcomes.iter().map(|o| o["source_id"].as_str().unwrap()).collect();
+    assert_eq!(cameras.into_iter().collect::<Vec<_>>(), ["cam0", "cam1", "cam2"]);
+    let last = outcomes.iter().map(|o| o["event_time"].as_str().unwrap()).max().unwrap();
+    assert_eq!(last, "2026-01-01T00:00:01.833Z", "frame 11 at 6 frames/s");
+}

@@ -1,5 +1,10 @@
-//! `CREATE SOURCE g FROM GENERATOR WITH (...)`: synthetic detections at a
-//! set rate, for trying queries, tests and benchmarks without a camera.
+//! `CREATE SOURCE g FROM GENERATOR WITH (...)`: synthetic detections, or
+//! synthetic frames, at a set rate, for trying queries, tests and
+//! benchmarks without a camera.
+//!
+//! With `output = 'frames'` (and `width`, `height`, default 640×360) each
+//! row is a JPEG frame instead: a dark gradient with one bright square per
+//! frame, which moves across the picture from frame to frame of a camera.
 //!
 //! Options: `rate` (rows per second of event time, default 1000), `count`
 //! (rows in all; without it the source never ends), `cameras` (default 4,
@@ -15,14 +20,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::model::{Detection, stable_hash};
+use engine::model::{Detection, Frame, MediaType, stable_hash};
 use engine::plan::{Options, SourceSpec};
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll, SourceRow};
-use engine::time::{Millis, parse_rfc3339_ms};
+use engine::time::{Millis, now_ms, parse_rfc3339_ms};
 
 use crate::options::{parse_bool, reject_unknown};
 
-const OPTIONS: &[&str] = &["rate", "count", "cameras", "labels", "start", "seed", "pace", "tenant", "lateness", "late"];
+const OPTIONS: &[&str] = &[
+    "rate", "count", "cameras", "labels", "start", "seed", "pace", "output", "width", "height", "tenant", "lateness",
+    "late",
+];
 
 #[derive(Clone, Debug)]
 struct GeneratorConfig {
@@ -33,6 +41,8 @@ struct GeneratorConfig {
     start: Millis,
     seed: u64,
     pace: bool,
+    /// Frames of this width and height instead of detections.
+    frames: Option<(u32, u32)>,
 }
 
 fn parse_number<T: std::str::FromStr>(options: &Options, name: &str) -> Result<Option<T>, String> {
@@ -69,6 +79,18 @@ impl GeneratorConfig {
             start: options.get("start").map(|s| parse_rfc3339_ms(s)).transpose()?.unwrap_or(1_767_225_600_000),
             seed: parse_number(options, "seed")?.unwrap_or(1),
             pace: options.get("pace").map(|v| parse_bool("pace", v)).transpose()?.unwrap_or(false),
+            frames: match options.get("output").map(String::as_str) {
+                None | Some("detections") => None,
+                Some("frames") => {
+                    let width: u32 = parse_number(options, "width")?.unwrap_or(640);
+                    let height: u32 = parse_number(options, "height")?.unwrap_or(360);
+                    if !(16..=8192).contains(&width) || !(16..=8192).contains(&height) {
+                        return Err(format!("frames of {width}x{height}: width and height go from 16 to 8192"));
+                    }
+                    Some((width, height))
+                }
+                Some(other) => return Err(format!("output = '{other}' is not 'detections' or 'frames'")),
+            },
         })
     }
 }
@@ -136,6 +158,40 @@ impl GeneratorSource {
         }
     }
 
+    /// Frame `index` of camera `c`, `seq` in its camera's sequence.
+    fn frame(&self, index: u64, c: u64, seq: u64, camera: &Arc<str>, (width, height): (u32, u32)) -> Frame {
+        let side = (width.min(height) / 6).max(4);
+        let (span_x, span_y) = (u64::from(width - side), u64::from(height - side));
+        let start = stable_hash(&[&self.config.seed.to_le_bytes(), &c.to_le_bytes()]);
+        let x0 = ((start + seq * 9) % span_x) as u32;
+        let y0 = ((start / 7 + seq * 5) % span_y) as u32;
+        let picture = image::RgbImage::from_fn(width, height, |x, y| {
+            if (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y) {
+                image::Rgb([240, 220 - (c % 4) as u8 * 50, 60])
+            } else {
+                let shade = (20 + 60 * x / width + 40 * y / height) as u8;
+                image::Rgb([shade, shade, shade + 10])
+            }
+        });
+        let mut bytes = Vec::new();
+        let refused = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
+            .encode_image(&picture)
+            .err()
+            .map(|e| format!("the generator could not encode its frame: {e}"));
+        Frame {
+            frame_id: format!("gen-{index}").into(),
+            tenant: self.tenant.clone(),
+            source_id: camera.clone(),
+            seq,
+            event_time: self.event_time(index),
+            ingest_time: now_ms(),
+            media_type: MediaType::Jpeg,
+            bytes: bytes.into(),
+            late: None,
+            refused,
+        }
+    }
+
     fn finished(&self) -> bool {
         self.cameras.is_empty() || self.config.count.is_some_and(|n| self.round * self.config.cameras >= n)
     }
@@ -147,7 +203,8 @@ impl Source for GeneratorSource {
             return Ok(SourcePoll::Done);
         }
         let mut rows = Vec::new();
-        while rows.len() < max && !self.finished() {
+        let mut frames = Vec::new();
+        while rows.len() + frames.len() < max && !self.finished() {
             let first = self.round * self.config.cameras;
             if self.config.pace
                 && self.event_time(first) - self.config.start > self.started.elapsed().as_millis() as Millis
@@ -156,13 +213,19 @@ impl Source for GeneratorSource {
             }
             for (c, name) in &self.cameras {
                 let index = first + c;
-                if self.config.count.is_none_or(|n| index < n) {
-                    rows.push(SourceRow::Row(self.row(index, name)));
+                match (self.config.count.is_none_or(|n| index < n), self.config.frames) {
+                    (false, _) => {}
+                    (true, Some(size)) => frames.push(self.frame(index, *c, self.round, name, size)),
+                    (true, None) => rows.push(SourceRow::Row(self.row(index, name))),
                 }
             }
             self.round += 1;
         }
-        Ok(if rows.is_empty() { SourcePoll::Idle } else { SourcePoll::Detections(rows) })
+        Ok(match (rows.is_empty(), frames.is_empty()) {
+            (true, true) => SourcePoll::Idle,
+            (false, _) => SourcePoll::Detections(rows),
+            (true, false) => SourcePoll::Frames(frames),
+        })
     }
 
     fn watermark(&mut self) -> Option<Millis> {
@@ -221,5 +284,20 @@ mod tests {
         assert!(GeneratorSourceFactory.validate(&spec(&[("rate", "-1")])).is_err());
         assert!(GeneratorSourceFactory.validate(&spec(&[("cameras", "many")])).unwrap_err().contains("not a number"));
         assert!(GeneratorSourceFactory.validate(&spec(&[("speed", "1")])).unwrap_err().contains("unknown option"));
+    }
+
+    #[test]
+    fn frames_are_jpegs_whose_square_moves() {
+        let frames = spec(&[("output", "frames"), ("count", "4"), ("cameras", "1"), ("width", "64"), ("height", "48")]);
+        let mut source = GeneratorSourceFactory.open(&frames, Partition { worker: 0, workers: 1 }).unwrap();
+        let SourcePoll::Frames(frames) = source.poll(10).unwrap() else { panic!("expected frames") };
+        assert_eq!(frames.len(), 4);
+        let pictures: Vec<image::RgbImage> =
+            frames.iter().map(|f| image::load_from_memory(&f.bytes).unwrap().to_rgb8()).collect();
+        assert_eq!(pictures[0].dimensions(), (64, 48));
+        let brightest =
+            |p: &image::RgbImage| p.enumerate_pixels().max_by_key(|(_, _, px)| px[0]).map(|(x, y, _)| (x, y));
+        assert_ne!(brightest(&pictures[0]), brightest(&pictures[1]), "the square moves");
+        assert!(GeneratorSourceFactory.validate(&spec(&[("output", "pictures")])).is_err());
     }
 }

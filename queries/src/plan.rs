@@ -221,7 +221,9 @@ impl Planner {
         options: &[OptionValue],
     ) -> Result<(), QueryError> {
         KnownConnectors::check(&self.connectors.source_kinds, kind, "source kind")?;
-        let rows = if DETECTION_SOURCES.contains(&name_of(kind).as_str()) {
+        let frames_generator = name_of(kind) == "generator"
+            && options.iter().any(|o| name_of(&o.key) == "output" && o.value.eq_ignore_ascii_case("frames"));
+        let rows = if DETECTION_SOURCES.contains(&name_of(kind).as_str()) && !frames_generator {
             SourceRows::Detections
         } else {
             SourceRows::Frames
