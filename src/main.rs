@@ -33,6 +33,49 @@ enum Command {
     /// Ask SQL of what jobs stored: every FILE and PARQUET sink is a table
     /// named after the sink (the default dead-letter file is `dead_letter`).
     Query(QueryArgs),
+    /// Mint a device token (HS256 JWT) for an HTTP source.
+    Token(TokenArgs),
+    /// Push image files to an HTTP source, as a device would.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The tenant the device's frames belong to.
+    #[arg(long)]
+    tenant: String,
+    /// Cameras the device may write, comma-separated (`*`: any).
+    #[arg(long, value_delimiter = ',', required = true)]
+    sources: Vec<String>,
+    /// How long the token is valid: `30d`, `12h`, ...
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// The HS256 secret the HTTP source checks tokens with.
+    #[arg(long, env = "FRAMEFLOW_JWT_SECRET_FILE")]
+    secret_file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct IngestArgs {
+    /// The HTTP source, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    url: String,
+    /// A device token (`frameflow token`).
+    #[arg(long, env = "FRAMEFLOW_TOKEN")]
+    token: String,
+    /// The camera; by default each file's folder name.
+    #[arg(long)]
+    source: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Tries per file while the server answers 503.
+    #[arg(long, default_value_t = 10)]
+    tries: u32,
+    /// Image files (.jpg, .png, .webp); a name that is a number is the
+    /// event time in ms since the epoch.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +147,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_job(args),
         Command::Query(args) => run_query(args),
+        Command::Token(args) => mint_token(args),
+        Command::Ingest(args) => ingest(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,8 +195,17 @@ fn run_job(args: RunArgs) -> Result<()> {
         eprintln!("frameflow: running on the CPU ({reason})");
     }
 
-    let config =
-        RunConfig { workers: args.workers.max(1), tick_ms: args.tick_ms, max_in_flight_frames: args.max_in_flight };
+    let config = RunConfig {
+        workers: args.workers.max(1),
+        tick_ms: args.tick_ms,
+        max_in_flight_frames: args.max_in_flight,
+        ..RunConfig::default()
+    };
+    // SIGINT or SIGTERM stops the job gracefully: sources stop taking
+    // input, and what was accepted is finished and written out.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, config.stop.clone()).context("cannot handle signals")?;
+    }
     let metrics = Arc::new(Metrics::default());
     let reporter = progress::Reporter::start(args.progress, metrics.clone());
     let result = run(plan, &registry, &config, metrics);
@@ -177,5 +231,48 @@ fn run_query(args: QueryArgs) -> Result<()> {
     };
     let printed = queries::adhoc::query(&sql, &tables, format).map_err(anyhow::Error::msg)?;
     print!("{printed}");
+    Ok(())
+}
+
+fn mint_token(args: TokenArgs) -> Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let claims = connectors::http::auth::Claims {
+        tenant: args.tenant,
+        sources: args.sources,
+        scope: "ingest".to_owned(),
+        exp: now + args.ttl.as_secs(),
+        nbf: Some(now),
+    };
+    println!("{}", connectors::http::auth::mint(&claims, &args.secret_file).map_err(anyhow::Error::msg)?);
+    Ok(())
+}
+
+fn ingest(args: IngestArgs) -> Result<()> {
+    let pushed = connectors::http::client::push(
+        &args.url,
+        &args.token,
+        args.source.as_deref(),
+        &args.files,
+        args.parallel,
+        args.tries,
+    );
+    let mut failed = 0;
+    for p in &pushed {
+        match &p.result {
+            Ok(answer) if answer.status == 202 => println!("{} {}", p.file.display(), answer.body.trim()),
+            Ok(answer) => {
+                failed += 1;
+                eprintln!("{}: {} {} (after {} tries)", p.file.display(), answer.status, answer.body.trim(), p.tries);
+            }
+            Err(why) => {
+                failed += 1;
+                eprintln!("{}: {why}", p.file.display());
+            }
+        }
+    }
+    eprintln!("frameflow ingest: {} accepted, {failed} not", pushed.len() - failed);
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files were not accepted", pushed.len());
+    }
     Ok(())
 }

@@ -3,7 +3,10 @@
 //!
 //! - [`directory`]: `DIRECTORY`, frames from a folder of camera folders.
 //! - [`detections`]: `DETECTIONS`, detection rows made elsewhere (JSONL).
-//! - [`generator`]: `GENERATOR`, synthetic detections at a set rate.
+//! - [`generator`]: `GENERATOR`, synthetic detections or frames at a set
+//!   rate.
+//! - `http` (feature `http`, on by default): `HTTP`, frames pushed by
+//!   devices with signed tokens; `frameflow token` and `frameflow ingest`.
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
 //! - [`parquet_sink`]: `PARQUET`, rows as rolled Parquet files.
 //! - [`options`]: parsing of `WITH (...)` values shared by connectors.
@@ -14,6 +17,8 @@ pub mod detections;
 pub mod directory;
 pub mod file;
 pub mod generator;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod options;
 pub mod parquet_sink;
 
@@ -26,6 +31,8 @@ pub fn register(registry: &mut Registry) {
     registry.sources.insert("directory", Arc::new(directory::DirectorySourceFactory));
     registry.sources.insert("detections", Arc::new(detections::DetectionsSourceFactory));
     registry.sources.insert("generator", Arc::new(generator::GeneratorSourceFactory));
+    #[cfg(feature = "http")]
+    registry.sources.insert("http", Arc::new(http::HttpSourceFactory));
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
     registry.sinks.insert("parquet", Arc::new(parquet_sink::ParquetSinkFactory));

@@ -18,6 +18,7 @@ use crate::time::{Millis, format_rfc3339_ms};
 pub enum MediaType {
     Jpeg,
     Png,
+    Webp,
 }
 
 impl MediaType {
@@ -26,6 +27,7 @@ impl MediaType {
         match ext.to_ascii_lowercase().as_str() {
             "jpg" | "jpeg" => Some(MediaType::Jpeg),
             "png" => Some(MediaType::Png),
+            "webp" => Some(MediaType::Webp),
             _ => None,
         }
     }
@@ -34,6 +36,7 @@ impl MediaType {
         match self {
             MediaType::Jpeg => "image/jpeg",
             MediaType::Png => "image/png",
+            MediaType::Webp => "image/webp",
         }
     }
 }

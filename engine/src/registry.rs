@@ -77,6 +77,13 @@ pub trait Source: Send {
 
     /// The promise above; `None` once the source is finished.
     fn watermark(&mut self) -> Option<Millis>;
+
+    /// The job is stopping: take no new input. Returns `true` if the
+    /// source still has input it accepted to hand over, and will say `Done`
+    /// once it has; `false` (the default) ends it at once.
+    fn stop(&mut self) -> bool {
+        false
+    }
 }
 
 pub trait SourceFactory: Send + Sync {

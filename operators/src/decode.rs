@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::PngDecoder;
+use image::codecs::webp::WebPDecoder;
 use image::{DynamicImage, ImageDecoder, ImageFormat, Limits};
 
 use engine::model::{Frame, Pixels};
@@ -84,9 +85,14 @@ impl Decoder for FrameDecoder {
                 decoder.set_limits(limits).map_err(|e| format!("PNG over the decode limits: {e}"))?;
                 self.decode_with(decoder)
             }
+            Ok(ImageFormat::WebP) => {
+                let mut decoder = WebPDecoder::new(Cursor::new(bytes)).map_err(|e| format!("corrupt WebP: {e}"))?;
+                decoder.set_limits(limits).map_err(|e| format!("WebP over the decode limits: {e}"))?;
+                self.decode_with(decoder)
+            }
             _ => {
                 let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
-                Err(format!("not a JPEG or PNG image (starts with {})", head.join(" ")))
+                Err(format!("not a JPEG, PNG or WebP image (starts with {})", head.join(" ")))
             }
         }
     }

@@ -214,7 +214,8 @@ fn frameflow(total: u64) -> Measured {
     // An in-flight budget of five batches: rows are small, and the source
     // runs in step with the aggregation from the start, so the time per
     // batch is the same early and late unless the aggregation slows.
-    let config = RunConfig { workers: 1, tick_ms: 100, max_in_flight_frames: 5 * BATCH as usize };
+    let config =
+        RunConfig { workers: 1, tick_ms: 100, max_in_flight_frames: 5 * BATCH as usize, ..RunConfig::default() };
     let started = Instant::now();
     run(plan, &registry, &config, Arc::new(Metrics::default())).expect("job runs");
     let elapsed = started.elapsed().as_secs_f64();

@@ -11,7 +11,7 @@ mod dataflow;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,15 @@ pub struct RunConfig {
     /// Frames a worker admitted and the sinks have not yet delivered, beyond
     /// which that worker's sources stop reading.
     pub max_in_flight_frames: usize,
+    /// Set (by a signal handler) to stop the job: sources stop taking
+    /// input, what was accepted is finished and delivered, and `run`
+    /// returns.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { workers: 1, tick_ms: 50, max_in_flight_frames: 64 }
+        RunConfig { workers: 1, tick_ms: 50, max_in_flight_frames: 64, stop: Arc::default() }
     }
 }
 
@@ -75,6 +79,7 @@ pub fn run(
         worker: WorkerConfig::default(),
     };
     let worker_job = job.clone();
+    let stop = config.stop.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<(), String> {
         let job = &worker_job;
         let partition = Partition { worker: worker.index(), workers: worker.peers() };
@@ -85,7 +90,7 @@ pub fn run(
         let probe = ProbeHandle::new();
         let index = worker.index();
         let mut inputs = worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
-        let result = drive(worker, job, &mut sources, &mut inputs, &probe, per_worker_budget);
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, per_worker_budget, &stop);
         if result.is_err() {
             // Stop every worker, not just this one, so none waits on it.
             fail(job, result.as_ref().err().cloned().unwrap_or_default());
@@ -238,11 +243,22 @@ fn drive(
     inputs: &mut [SourceInput],
     probe: &ProbeHandle<Tick>,
     budget: usize,
+    stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut in_flight = InFlight::default();
+    let mut stopping = false;
     loop {
         if let Some(failure) = job.failure.lock().ok().and_then(|f| f.clone()) {
             return Err(failure);
+        }
+        if !stopping && stop.load(Ordering::SeqCst) {
+            stopping = true;
+            for (source, input) in sources.iter_mut().zip(inputs.iter_mut()) {
+                if !source.stop() {
+                    input.capability = None;
+                    input.outcomes_capability = None;
+                }
+            }
         }
         in_flight.retire(probe, &job.metrics);
         let mut admitted_any = false;

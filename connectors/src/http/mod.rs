@@ -1,0 +1,405 @@
+//! `CREATE SOURCE phones FROM HTTP WITH (listen = '127.0.0.1:8080',
+//! jwt_secret_file = 'secret')`: devices push frames over HTTP.
+//!
+//! - `POST /v1/frames/{source_id}` with the image as the body
+//!   (`image/jpeg`, `image/png` or `image/webp`) and optionally
+//!   `X-Event-Time` (RFC 3339, or ms since the epoch; default: now); or a
+//!   `multipart/form-data` body of several images, admitted together or not
+//!   at all.
+//! - `Authorization: Bearer <JWT>` ([`auth`]): the frame gets the token's
+//!   tenant, and the token must allow the camera.
+//! - Answers, at once: 202 with the frame ids once the frames are admitted;
+//!   400 a body that is not the image it claims to be, or a bad
+//!   `X-Event-Time`; 401 a missing, forged or expired token; 403 a camera the
+//!   token does not allow; 413 a body over `max_bytes`; 415 another media
+//!   type; 503 with `Retry-After` when the queue is full (the engine takes
+//!   only what it can finish) or the job is stopping.
+//!
+//! Admitted frames wait in a queue of at most `queue` frames (default 64)
+//! until the engine polls them, so memory stays bounded at any request
+//! rate. Worker 0 serves; the engine spreads the frames over all workers.
+//! Each camera has its own watermark (newest minus `lateness`); one quiet
+//! for `idle_timeout` (default 10s) stops holding back the others.
+
+pub mod auth;
+pub mod client;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use engine::model::{Frame, MediaType, stable_hash};
+use engine::plan::SourceSpec;
+use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
+use engine::time::{Millis, now_ms, parse_rfc3339_ms};
+use engine::watermark::CameraWatermarks;
+
+use crate::options::{parse_bytes, parse_duration, reject_unknown};
+use auth::{Claims, Verifier};
+
+const OPTIONS: &[&str] = &[
+    "listen",
+    "jwt_secret_file",
+    "jwt_public_key_file",
+    "max_bytes",
+    "queue",
+    "idle_timeout",
+    "lateness",
+    "late",
+    "tenant",
+];
+
+struct Config {
+    listen: SocketAddr,
+    verifier: Verifier,
+    max_bytes: usize,
+    queue: usize,
+    idle: Duration,
+}
+
+impl Config {
+    fn from_spec(spec: &SourceSpec) -> Result<Config, String> {
+        reject_unknown(&spec.options, OPTIONS)?;
+        let option = |name: &str| spec.options.get(name).map(String::as_str);
+        let listen = option("listen").unwrap_or("127.0.0.1:8080");
+        let listen =
+            listen.parse().map_err(|_| format!("listen = '{listen}' is not an address like '127.0.0.1:8080'"))?;
+        let max_bytes = option("max_bytes").map(|v| parse_bytes("max_bytes", v)).transpose()?.unwrap_or(32 << 20);
+        let queue = option("queue").map(|v| v.parse::<usize>().map_err(|_| format!("queue = '{v}' is not a number")));
+        Ok(Config {
+            listen,
+            verifier: Verifier::from_files(option("jwt_secret_file"), option("jwt_public_key_file"))?,
+            max_bytes: max_bytes as usize,
+            queue: queue.transpose()?.unwrap_or(64).max(1),
+            idle: option("idle_timeout")
+                .map(|v| parse_duration("idle_timeout", v))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct HttpSourceFactory;
+
+impl SourceFactory for HttpSourceFactory {
+    fn validate(&self, spec: &SourceSpec) -> Result<(), String> {
+        Config::from_spec(spec).map(|_| ())
+    }
+
+    fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String> {
+        if partition.worker != 0 {
+            return Ok(Box::new(ServedElsewhere));
+        }
+        let config = Config::from_spec(spec)?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let ingest = Arc::new(Ingest {
+            verifier: config.verifier,
+            max_bytes: config.max_bytes,
+            capacity: config.queue,
+            accepting: AtomicBool::new(true),
+            queue: Mutex::new(Queue {
+                frames: VecDeque::new(),
+                watermarks: CameraWatermarks::new(spec.lateness_ms),
+                cameras: HashMap::new(),
+            }),
+        });
+        let app = Router::new()
+            .route("/v1/frames/{source_id}", post(receive))
+            .layer(DefaultBodyLimit::max(config.max_bytes.saturating_mul(16)))
+            .with_state(ingest.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+        let server = std::thread::Builder::new()
+            .name("http-ingest".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+        Ok(Box::new(HttpSource { ingest, idle: config.idle, stop: Some(stop), server: Some(server) }))
+    }
+}
+
+/// What a worker other than 0 reads of the HTTP source: nothing.
+struct ServedElsewhere;
+
+impl Source for ServedElsewhere {
+    fn poll(&mut self, _: usize) -> Result<SourcePoll, String> {
+        Ok(SourcePoll::Done)
+    }
+
+    fn watermark(&mut self) -> Option<Millis> {
+        None
+    }
+}
+
+/// What the server and the source share.
+struct Ingest {
+    verifier: Verifier,
+    max_bytes: usize,
+    capacity: usize,
+    accepting: AtomicBool,
+    queue: Mutex<Queue>,
+}
+
+struct Queue {
+    frames: VecDeque<Frame>,
+    watermarks: CameraWatermarks,
+    /// Per camera: frames seen, and when the last came.
+    cameras: HashMap<Arc<str>, (u64, Instant)>,
+}
+
+impl Ingest {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A handler that panicked mid-push leaves the queue usable.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct HttpSource {
+    ingest: Arc<Ingest>,
+    idle: Duration,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Source for HttpSource {
+    fn poll(&mut self, max: usize) -> Result<SourcePoll, String> {
+        if self.server.as_ref().is_some_and(|s| s.is_finished()) {
+            let failure = self.server.take().map(|s| s.join());
+            if let Some(Ok(Err(e))) = failure {
+                return Err(format!("the HTTP server stopped: {e}"));
+            }
+        }
+        let mut queue = self.ingest.queue();
+        if queue.frames.is_empty() {
+            let stopping = !self.ingest.accepting.load(Ordering::SeqCst);
+            return Ok(if stopping { SourcePoll::Done } else { SourcePoll::Idle });
+        }
+        let n = max.min(queue.frames.len());
+        Ok(SourcePoll::Frames(queue.frames.drain(..n).collect()))
+    }
+
+    fn watermark(&mut self) -> Option<Millis> {
+        let queue = self.ingest.queue();
+        if queue.cameras.is_empty() {
+            // Before the first frame there is no window to hold back, and
+            // nothing to say about the time of the frames to come.
+            return Some(0);
+        }
+        let lateness = queue.watermarks.lateness_ms();
+        let active = queue.cameras.iter().filter(|(_, (_, last))| last.elapsed() < self.idle);
+        let promise = active.filter_map(|(camera, _)| queue.watermarks.promise(camera, None)).min();
+        // Once every camera has gone quiet, windows close on the clock; a
+        // camera's next frame may be as old as the lateness allows.
+        let promise = promise.unwrap_or(now_ms() - lateness);
+        // Frames admitted but not yet polled are not behind it.
+        Some(queue.frames.iter().map(|f| f.event_time).min().map_or(promise, |t| t.min(promise)))
+    }
+
+    fn stop(&mut self) -> bool {
+        self.ingest.accepting.store(false, Ordering::SeqCst);
+        true
+    }
+}
+
+impl Drop for HttpSource {
+    fn drop(&mut self) {
+        self.ingest.accepting.store(false, Ordering::SeqCst);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
+/// A request refused: its status and why, answered as `{"error": why}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response();
+        let headers = response.headers_mut();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Refusal {
+    Refusal(status, why.into())
+}
+
+/// The token's claims, or the 401 or 403 to answer.
+fn authorize(ingest: &Ingest, headers: &HeaderMap, source_id: &str) -> Result<Claims, Refusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no token: send Authorization: Bearer <token>"))?;
+    let claims = ingest.verifier.check(token.trim()).map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.0))?;
+    if !claims.may_write(source_id) {
+        return Err(refuse(StatusCode::FORBIDDEN, format!("the token may not write camera `{source_id}`")));
+    }
+    Ok(claims)
+}
+
+/// The media type a content type names, or the 415 to answer.
+fn media_type(content_type: Option<&str>) -> Result<MediaType, Refusal> {
+    let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "image/jpeg" => Ok(MediaType::Jpeg),
+        "image/png" => Ok(MediaType::Png),
+        "image/webp" => Ok(MediaType::Webp),
+        other => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("`{other}` is not image/jpeg, image/png or image/webp"),
+        )),
+    }
+}
+
+/// Whether `bytes` start as `media` does: a body that is not the image it
+/// claims to be is refused at the door, not dead-lettered later.
+fn looks_like(bytes: &[u8], media: MediaType) -> bool {
+    match media {
+        MediaType::Jpeg => bytes.starts_with(&[0xff, 0xd8, 0xff]),
+        MediaType::Png => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        MediaType::Webp => bytes.len() > 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
+    }
+}
+
+fn event_time(headers: &HeaderMap) -> Result<Millis, Refusal> {
+    let Some(value) = headers.get("x-event-time") else { return Ok(now_ms()) };
+    let text = value.to_str().unwrap_or("").trim();
+    text.parse::<Millis>().or_else(|_| parse_rfc3339_ms(text)).map_err(|_| {
+        refuse(StatusCode::BAD_REQUEST, format!("X-Event-Time `{text}` is not RFC 3339 nor ms since the epoch"))
+    })
+}
+
+async fn receive(
+    State(ingest): State<Arc<Ingest>>,
+    Path(source_id): Path<String>,
+    request: Request,
+) -> Result<Response, Refusal> {
+    let headers = request.headers().clone();
+    let claims = authorize(&ingest, &headers, &source_id)?;
+    if !ingest.accepting.load(Ordering::SeqCst) {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
+    }
+    let at = event_time(&headers)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let images = if content_type.starts_with("multipart/form-data") {
+        parts(request, &ingest).await?
+    } else {
+        let media = media_type(Some(&content_type))?;
+        let bytes = to_bytes(request.into_body(), ingest.max_bytes).await.map_err(|_| too_large(&ingest))?;
+        vec![(media, bytes)]
+    };
+    if images.is_empty() {
+        return Err(refuse(StatusCode::BAD_REQUEST, "no image in the request"));
+    }
+    if let Some((media, _)) = images.iter().find(|(media, bytes)| !looks_like(bytes, *media)) {
+        return Err(refuse(StatusCode::BAD_REQUEST, format!("the body is not a {} image", media.as_mime())));
+    }
+    admit(&ingest, &claims, &source_id, at, images)
+}
+
+fn too_large(ingest: &Ingest) -> Refusal {
+    refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("an image may have at most {} bytes", ingest.max_bytes))
+}
+
+/// The images of a multipart body, each with its part's media type.
+async fn parts(request: Request, ingest: &Arc<Ingest>) -> Result<Vec<(MediaType, Bytes)>, Refusal> {
+    let bad = |e: &dyn std::fmt::Display| refuse(StatusCode::BAD_REQUEST, format!("bad multipart body: {e}"));
+    let mut multipart = Multipart::from_request(request, ingest).await.map_err(|e| bad(&e))?;
+    let mut images = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(ingest) } else { bad(&e) })?
+    {
+        let media = media_type(field.content_type())?;
+        let bytes = field.bytes().await.map_err(|e| bad(&e))?;
+        if bytes.len() > ingest.max_bytes {
+            return Err(too_large(ingest));
+        }
+        images.push((media, bytes));
+    }
+    Ok(images)
+}
+
+/// Queues the frames, all or none: 202 with their ids, or 503 when the
+/// queue cannot take them.
+fn admit(
+    ingest: &Ingest,
+    claims: &Claims,
+    source_id: &str,
+    at: Millis,
+    images: Vec<(MediaType, Bytes)>,
+) -> Result<Response, Refusal> {
+    let mut queue = ingest.queue();
+    if queue.frames.len() + images.len() > ingest.capacity {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "frameflow is at capacity; retry shortly"));
+    }
+    let tenant: Arc<str> = claims.tenant.as_str().into();
+    let camera: Arc<str> = source_id.into();
+    let mut ids = Vec::new();
+    for (media, bytes) in images {
+        let (seen, _) = *queue.cameras.get(&camera).unwrap_or(&(0, Instant::now()));
+        queue.cameras.insert(camera.clone(), (seen + 1, Instant::now()));
+        let late = queue.watermarks.observe(&camera, at);
+        // The same image sent again for the same camera and time (a
+        // client's retry) gets the same id.
+        let id = stable_hash(&[tenant.as_bytes(), source_id.as_bytes(), &at.to_le_bytes(), &bytes]);
+        let frame_id: Arc<str> = format!("{id:016x}").into();
+        ids.push(frame_id.to_string());
+        queue.frames.push_back(Frame {
+            frame_id,
+            tenant: tenant.clone(),
+            source_id: camera.clone(),
+            seq: seen,
+            event_time: at,
+            ingest_time: now_ms(),
+            media_type: media,
+            bytes: bytes.to_vec().into(),
+            late,
+            refused: None,
+        });
+    }
+    let body = if ids.len() == 1 {
+        serde_json::json!({ "frame_id": ids[0] })
+    } else {
+        serde_json::json!({ "frame_ids": ids })
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
