@@ -91,6 +91,10 @@ struct QueryArgs {
     /// Where jobs record their tables.
     #[arg(long, env = "FRAMEFLOW_STATE_DIR", default_value = ".frameflow")]
     state_dir: PathBuf,
+    /// Only this tenant's rows: every table is filtered to them, and tables
+    /// without a tenant column are left out.
+    #[arg(long, env = "FRAMEFLOW_TENANT")]
+    tenant: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -229,7 +233,7 @@ fn run_query(args: QueryArgs) -> Result<()> {
         OutputFormat::Json => queries::adhoc::Format::Json,
         OutputFormat::Csv => queries::adhoc::Format::Csv,
     };
-    let printed = queries::adhoc::query(&sql, &tables, format).map_err(anyhow::Error::msg)?;
+    let printed = queries::adhoc::query(&sql, &tables, format, args.tenant.as_deref()).map_err(anyhow::Error::msg)?;
     print!("{printed}");
     Ok(())
 }

@@ -147,3 +147,44 @@ fn parquet_sinks_hold_what_file_sinks_hold_and_read_back_as_a_source() {
     assert!(output.status.success(), "{}", common::stderr(&output));
     same_rows(&rows(dir.path(), &counts.replace("{}", "again")), &counts_json);
 }
+
+#[test]
+fn a_tenant_sees_only_its_own_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = common::repo().join("tests/golden/data/market.jsonl");
+    let few = common::repo().join("tests/golden/data/few.jsonl");
+    let job = format!(
+        "CREATE SOURCE a FROM DETECTIONS '{}' WITH (tenant = 'acme');
+         CREATE SOURCE g FROM DETECTIONS '{}' WITH (tenant = 'globex');
+         CREATE VIEW counts AS SELECT label, window_start, count(*) AS n
+           FROM TUMBLE(a, event_time, INTERVAL '1' MINUTE) GROUP BY label, window_start;
+         CREATE VIEW g_counts AS SELECT label, window_start, count(*) AS n
+           FROM TUMBLE(g, event_time, INTERVAL '1' MINUTE) GROUP BY label, window_start;
+         CREATE SINK acme_rows FROM a INTO FILE 'out/a.jsonl';
+         CREATE SINK globex_rows FROM g INTO PARQUET 'out/g';
+         CREATE SINK acme_counts FROM counts INTO FILE 'out/counts.jsonl';
+         CREATE SINK globex_counts FROM g_counts INTO FILE 'out/g_counts.jsonl';",
+        market.display(),
+        few.display()
+    );
+    let output = common::run_job(dir.path(), &job, &[]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let tenants = |sql: &str, tenant: Option<&str>| -> Vec<String> {
+        let mut args = vec![sql, "--format", "csv"];
+        if let Some(tenant) = tenant {
+            args.extend(["--tenant", tenant]);
+        }
+        let (ok, stdout, stderr) = query(dir.path(), &args);
+        assert!(ok, "{stderr}");
+        stdout.lines().skip(1).map(str::to_owned).collect()
+    };
+    let everyone = "SELECT DISTINCT tenant FROM (SELECT tenant FROM acme_rows UNION ALL SELECT tenant FROM globex_rows \
+                    UNION ALL SELECT tenant FROM acme_counts UNION ALL SELECT tenant FROM globex_counts) ORDER BY tenant";
+    assert_eq!(tenants(everyone, None), ["acme", "globex"], "without --tenant: every tenant");
+    assert_eq!(tenants(everyone, Some("acme")), ["acme"]);
+    assert_eq!(tenants(everyone, Some("globex")), ["globex"]);
+    // View rows carry their tenant, so one tenant's windows are its own.
+    assert_eq!(tenants("SELECT count(*) FROM globex_counts", Some("acme")), ["0"], "acme sees no globex window");
+    let n = tenants("SELECT sum(n) FROM acme_counts", Some("acme"));
+    assert_eq!(n, [common::read_jsonl(&market).len().to_string()]);
+}

@@ -140,13 +140,23 @@ mod tests {
     }
 
     #[test]
+    fn decodes_webp_to_rgb() {
+        let image = image::RgbImage::from_pixel(5, 4, image::Rgb([200, 100, 50]));
+        let mut webp = Cursor::new(Vec::new());
+        image.write_to(&mut webp, ImageFormat::WebP).unwrap();
+        let pixels = FrameDecoder::default().decode(&frame(webp.into_inner())).unwrap();
+        assert_eq!((pixels.width, pixels.height), (5, 4));
+        assert_eq!(&pixels.rgb[..3], &[200, 100, 50], "lossless");
+    }
+
+    #[test]
     fn empty_truncated_and_foreign_bytes_are_rejected_with_reasons() {
         let decoder = FrameDecoder::default();
         assert_eq!(decoder.decode(&frame(Vec::new())).unwrap_err(), "file is empty");
         let mut truncated = png(64, 64);
         truncated.truncate(truncated.len() / 2);
         assert!(decoder.decode(&frame(truncated)).unwrap_err().contains("corrupt"));
-        assert!(decoder.decode(&frame(b"GIF89a....".to_vec())).unwrap_err().starts_with("not a JPEG or PNG"));
+        assert!(decoder.decode(&frame(b"GIF89a....".to_vec())).unwrap_err().starts_with("not a JPEG, PNG or WebP"));
         let mut jpeg = Cursor::new(Vec::new());
         image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])).write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
         let jpeg = jpeg.into_inner();

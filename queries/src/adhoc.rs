@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext, col, lit};
 
 use crate::catalog::Catalog;
 
@@ -17,19 +17,24 @@ pub enum Format {
 }
 
 /// Runs `sql` over the tables of `catalog`; returns the printed result.
-pub fn query(sql: &str, catalog: &Catalog, format: Format) -> Result<String, String> {
+/// With `tenant`, each table holds that tenant's rows only, and a table
+/// without a `tenant` column is not there at all.
+pub fn query(sql: &str, catalog: &Catalog, format: Format, tenant: Option<&str>) -> Result<String, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the query runtime: {e}"))?;
-    let batches = runtime.block_on(run(sql, catalog))?;
+    let batches = runtime.block_on(run(sql, catalog, tenant))?;
     render(&batches, format)
 }
 
-async fn run(sql: &str, catalog: &Catalog) -> Result<Vec<RecordBatch>, String> {
+async fn run(sql: &str, catalog: &Catalog, tenant: Option<&str>) -> Result<Vec<RecordBatch>, String> {
     let context = SessionContext::new();
     for (name, table) in &catalog.tables {
         let schema = table.schema();
+        if tenant.is_some() && schema.field_with_name("tenant").is_err() {
+            continue;
+        }
         let path = table.path.to_string_lossy();
         let registered = match table.format.as_str() {
             "parquet" if table.path.is_dir() => {
@@ -47,6 +52,15 @@ async fn run(sql: &str, catalog: &Catalog) -> Result<Vec<RecordBatch>, String> {
             _ => continue,
         };
         registered.map_err(|e| format!("cannot open table `{name}` ({}): {e}", table.path.display()))?;
+        if let Some(tenant) = tenant {
+            // The table is replaced by a view of one tenant's rows: the
+            // unfiltered table is no longer in the catalog to be named.
+            let fail = |e: &dyn std::fmt::Display| format!("cannot open table `{name}` for a tenant: {e}");
+            let rows = context.table(name.as_str()).await.map_err(|e| fail(&e))?;
+            let own = rows.filter(col("tenant").eq(lit(tenant))).map_err(|e| fail(&e))?.into_view();
+            context.deregister_table(name.as_str()).map_err(|e| fail(&e))?;
+            context.register_table(name.as_str(), own).map_err(|e| fail(&e))?;
+        }
     }
     let frame = context.sql(sql).await.map_err(|e| describe(&e.to_string(), catalog))?;
     frame.collect().await.map_err(|e| describe(&e.to_string(), catalog))

@@ -185,7 +185,7 @@ mod tests {
         assert!(text.contains("View v over d"), "{text}");
         assert!(text.contains("where:      confidence > 0.5"), "{text}");
         assert!(text.contains("aggregates: count(*)"), "{text}");
-        assert!(text.contains("finish:     label text, window_start timestamp, n int"), "{text}");
+        assert!(text.contains("finish:     tenant text, label text, window_start timestamp, n int"), "{text}");
         assert!(text.contains("Aggregate: v (differential reduce)"), "{text}");
     }
 }

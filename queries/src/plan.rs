@@ -361,7 +361,12 @@ impl Planner {
             }
         };
         let filter = where_filter(select, &input)?;
-        let group_by = group_by(select, window == WindowSpec::Global, &input)?;
+        let mut group_by = group_by(select, window == WindowSpec::Global, &input)?;
+        // Tenants never share a row: every view groups by tenant first.
+        let tenant = input.column("tenant").filter(|_| !group_by.iter().any(|k| k.name == "tenant"));
+        if let Some((column, kind)) = tenant {
+            group_by.insert(0, GroupKey { name: "tenant".into(), column: Some(column), kind });
+        }
         let plain = select.having.is_none()
             && select.projection.iter().all(|item| {
                 let expr = match item {
@@ -664,6 +669,12 @@ fn view_columns(
         }
         columns.push(column);
     }
+    // Every row says whose it is.
+    if !columns.iter().any(|c| c.name() == "tenant")
+        && let Some(GroupKey { column: Some(column), .. }) = group_by.iter().find(|k| k.name == "tenant")
+    {
+        columns.insert(0, ViewColumn::Key { name: "tenant".into(), column: *column });
+    }
     Ok((columns, aggregates))
 }
 
@@ -681,6 +692,16 @@ type ViewLayout = (Vec<ViewColumn>, Vec<AggregateSpec>, Option<Finish>);
 fn finished_columns(select: &Select, group_by: &[GroupKey], input: &InputRows) -> Result<ViewLayout, QueryError> {
     let mut aggregates = Vec::new();
     let mut outputs = Vec::new();
+    // Every row says whose it is.
+    let tenant = Expr::Identifier(Ident::new("tenant"));
+    let selects_tenant = select.projection.iter().any(|item| match item {
+        SelectItem::UnnamedExpr(Expr::Identifier(ident)) => name_of(ident) == "tenant",
+        SelectItem::ExprWithAlias { alias, .. } => name_of(alias) == "tenant",
+        _ => false,
+    });
+    if !selects_tenant && group_by.iter().any(|k| k.name == "tenant") {
+        outputs.push(("tenant".to_owned(), Written { expr: tenant.clone(), original: &tenant }));
+    }
     for item in &select.projection {
         let (expr, alias) = match item {
             SelectItem::UnnamedExpr(expr) => (expr, None),
@@ -1002,7 +1023,12 @@ mod tests {
         assert_eq!(view.window, WindowSpec::Tumble { size_ms: 10_000 });
         assert_eq!(
             view.group_by,
-            [Column::Detection(DetectionColumn::SourceId), Column::Detection(DetectionColumn::Label)]
+            [
+                Column::Detection(DetectionColumn::Tenant),
+                Column::Detection(DetectionColumn::SourceId),
+                Column::Detection(DetectionColumn::Label)
+            ],
+            "every view groups by tenant first"
         );
         assert_eq!(view.columns.last(), Some(&ViewColumn::Aggregate { name: "n".into(), index: 0 }));
         assert_eq!(
