@@ -9,6 +9,8 @@
 //!   devices with signed tokens; `frameflow token` and `frameflow ingest`.
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
 //! - [`parquet_sink`]: `PARQUET`, rows as rolled Parquet files.
+//! - `webhook` (feature `http`): `WEBHOOK`, rows POSTed in batches with
+//!   limits, retries and backoff.
 //! - [`options`]: parsing of `WITH (...)` values shared by connectors.
 //!
 //! Adding a connector means one module here and one line in [`register`].
@@ -21,6 +23,8 @@ pub mod generator;
 pub mod http;
 pub mod options;
 pub mod parquet_sink;
+#[cfg(feature = "http")]
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -36,4 +40,6 @@ pub fn register(registry: &mut Registry) {
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
     registry.sinks.insert("parquet", Arc::new(parquet_sink::ParquetSinkFactory));
+    #[cfg(feature = "http")]
+    registry.sinks.insert("webhook", Arc::new(webhook::WebhookSinkFactory));
 }

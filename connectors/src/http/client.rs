@@ -25,10 +25,21 @@ impl Answer {
 
 /// `POST` of `body` to `url` (`http://host:port/path`) with `headers`.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
+    post_within(url, headers, body, Duration::from_secs(30))
+}
+
+/// [`post`], giving up after `timeout` without an answer.
+pub fn post_within(url: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Result<Answer, String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = TcpStream::connect(host).map_err(|e| format!("cannot connect to {host}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let address = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("cannot connect to {host}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let mut request =
         format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (name, value) in headers {
