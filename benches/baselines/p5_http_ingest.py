@@ -2,12 +2,16 @@
 library. A threaded HTTP server that does what frameflow's HTTP source does
 at the door: checks the HS256 token (signature and expiry) and the camera
 it allows, the media type and the image's magic bytes, and puts the frame
-in a bounded queue (503 when full) that a consumer thread drains.
+in a bounded queue (503 when full) that a consumer thread drains, decoding
+each frame with OpenCV as frameflow decodes each in its dataflow.
 
 Usage: p5_http_ingest.py SECRET_FILE  -- prints `port=N` once listening.
 """
 
 import base64
+
+import cv2
+import numpy as np
 import hashlib
 import hmac
 import json
@@ -76,7 +80,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def drain():
     while True:
-        FRAMES.get()
+        _, _, body = FRAMES.get()
+        cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
 
 
 threading.Thread(target=drain, daemon=True).start()

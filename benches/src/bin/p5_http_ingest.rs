@@ -8,10 +8,12 @@
 //!   they are answered;
 //! - latency p50 and p99 of the 202s at a fixed load of 100 frames/s.
 //!
-//! Each request is a new connection, as from many devices. frameflow also
-//! decodes every accepted frame (its job has no vision stream); the
-//! baseline only queues it. On a 2-core machine the load generator, the
-//! server and its dataflow share the cores.
+//! Each request is a new connection, as from many devices. Both decode every
+//! accepted frame (frameflow in its dataflow, its job having no vision
+//! stream; the baseline with OpenCV in a consumer thread), and both answer
+//! 503 when their queue of 256 is full, so the most accepted is bounded by
+//! decoding. On a 2-core machine the load generator, the server and its
+//! decoding share the cores.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
