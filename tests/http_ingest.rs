@@ -154,12 +154,17 @@ fn every_answer_of_the_http_source_and_a_graceful_stop() {
     let mut bad_time = frame_headers(&acme, "image/jpeg", BASE_MS);
     bad_time[2] = "X-Event-Time: yesterday".into();
     assert_eq!(post(port, "cam1", &bad_time, jpeg).0, 400);
+    // A clock far ahead would move every camera's windows past now.
+    let ahead = (now() as i64 + 3600) * 1000;
+    assert_eq!(post(port, "cam1", &frame_headers(&acme, "image/jpeg", ahead), jpeg).0, 400);
+    let globex_everywhere = frame_headers(&globex, "image/jpeg", BASE_MS);
+    assert_eq!(post(port, "cam%20one", &globex_everywhere, jpeg).0, 400, "camera names are plain");
     // 413: over max_bytes (a real frame, padded past 200 KiB).
     let mut big = std::fs::read(jpeg).unwrap();
     big.resize(300 * 1024, 0);
     std::fs::write(root.join("big.jpg"), &big).unwrap();
     assert_eq!(post(port, "cam1", &frame_headers(&acme, "image/jpeg", BASE_MS), &root.join("big.jpg")).0, 413);
-    // 503 with Retry-After: two frames at once never fit a queue of one.
+    // 413 too: two frames at once can never fit a queue of one.
     let mut two = Command::new("curl");
     two.args(["-s", "-D", "-", "-o", "/dev/null", "-X", "POST", "-H", &format!("Authorization: Bearer {acme}")]);
     two.args(["-F", &format!("a=@{};type=image/jpeg", frames[4].display())]);
@@ -167,7 +172,41 @@ fn every_answer_of_the_http_source_and_a_graceful_stop() {
     let head =
         String::from_utf8_lossy(&two.arg(format!("http://127.0.0.1:{port}/v1/frames/cam1")).output().unwrap().stdout)
             .to_lowercase();
-    assert!(head.starts_with("http/1.1 503") && head.contains("retry-after: 1"), "{head}");
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    // 503 with Retry-After: while an upload that stalls holds the one
+    // request the source reads at a time, the next is turned away at once.
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let start = format!(
+        "POST /v1/frames/cam1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {acme}\r\nContent-Type: image/jpeg\r\n\
+         Content-Length: 100000\r\n\r\n\u{ff}"
+    );
+    std::io::Write::write_all(&mut stalled, start.as_bytes()).unwrap();
+    let mut turned_away = false;
+    for i in 0..100 {
+        let headers = frame_headers(&acme, "image/jpeg", BASE_MS + 900 + i);
+        let (status, answer) = post(port, "cam1", &headers, &frames[6]);
+        if status == 503 {
+            turned_away = true;
+            // Still stalled: the answer says when to come back.
+            let mut head = Command::new("curl");
+            head.args(["-s", "-D", "-", "-o", "/dev/null", "-X", "POST"]);
+            for header in &headers {
+                head.args(["-H", header]);
+            }
+            head.arg("--data-binary").arg(format!("@{}", frames[6].display()));
+            let url = format!("http://127.0.0.1:{port}/v1/frames/cam1");
+            let head = String::from_utf8_lossy(&head.arg(url).output().unwrap().stdout).to_lowercase();
+            assert!(head.starts_with("http/1.1 503") && head.contains("retry-after: 1"), "{head}");
+            break;
+        }
+        // The stalled request may not have reached the server yet; a frame
+        // taken meanwhile is accepted like any other.
+        assert_eq!(status, 202, "{answer}");
+        accepted.insert(answer["frame_id"].as_str().unwrap().to_owned());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(turned_away, "a second request was never turned away");
+    drop(stalled);
 
     // SIGTERM: the job stops taking frames, finishes the accepted ones and
     // exits cleanly.
@@ -184,7 +223,8 @@ fn every_answer_of_the_http_source_and_a_graceful_stop() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(job.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("4 frames (4 processed, 0 rejected, 0 late)"), "{stderr}");
+    let n = accepted.len();
+    assert!(stderr.contains(&format!("{n} frames ({n} processed, 0 rejected, 0 late)")), "{stderr}");
 
     // What was stored: exactly the accepted frames, each with its tenant.
     let outcomes = common::read_jsonl(&root.join("out/outcomes.jsonl"));

@@ -3,10 +3,12 @@
 //!
 //! - At most `concurrency` requests at once (default 2), and at most `rate`
 //!   requests per second (default 10; a token bucket of one second).
-//! - A 5xx, a 429 or a timeout (`timeout`, default 5s) is retried after an
+//! - A 5xx, a 408, a 429 or a timeout (`timeout`, default 5s: for the
+//!   whole request) is retried after an
 //!   exponential backoff with jitter (or the `Retry-After` the client asks
 //!   for), up to `max_retries` times (default 5); then the job fails, since
 //!   rows it accepted would otherwise be lost.
+//! - A redirect fails the job at once: the client is not where it says.
 //! - Another 4xx refuses the batch for good: its rows go, one per line
 //!   with the status and the answer, to the `dead_letter` file (default
 //!   `<sink>.rejected.jsonl`), and the job goes on.
@@ -27,7 +29,7 @@ use engine::model::Record;
 use engine::plan::SinkSpec;
 use engine::registry::{Sink, SinkFactory};
 
-use crate::http::client::{Answer, post_within};
+use crate::http::client::{Answer, post_within, random};
 use crate::options::{parse_duration, reject_unknown};
 
 const OPTIONS: &[&str] = &["batch", "concurrency", "rate", "timeout", "max_retries", "dead_letter"];
@@ -120,8 +122,11 @@ impl WebhookSink {
             let answer = post_within(&self.url, &headers, body.as_bytes(), self.timeout);
             let retry_after = match &answer {
                 Ok(a) if (200..300).contains(&a.status) => return Ok(()),
-                Ok(a) if a.status == 429 || a.status >= 500 => retry_after(a),
-                Ok(a) => return self.reject(rows, a),
+                Ok(a) if matches!(a.status, 408 | 429) || a.status >= 500 => retry_after(a),
+                Ok(a) if (400..500).contains(&a.status) => return self.reject(rows, a),
+                // A redirect or another surprise: the client is not where
+                // the job says, which retrying will not mend.
+                Ok(a) => return Err(format!("{} answers {} {}: not a webhook", self.url, a.status, a.body.trim())),
                 Err(_) => None,
             };
             if attempt == self.max_retries {
@@ -129,7 +134,7 @@ impl WebhookSink {
                 return Err(format!("{} still failing after {} tries: {why}", self.url, attempt + 1));
             }
             // Jitter, so that retrying sinks do not come back in step.
-            let jitter = Duration::from_millis(u64::from(Instant::now().elapsed().subsec_nanos() % 50));
+            let jitter = Duration::from_millis(random() % 100);
             std::thread::sleep(retry_after.unwrap_or(backoff).max(backoff) + jitter);
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
@@ -169,7 +174,11 @@ impl Sink for WebhookSink {
         std::thread::scope(|scope| {
             for _ in 0..self.concurrency.max(1) {
                 scope.spawn(|| {
-                    while let Some(batch) = next.lock().ok().and_then(|mut n| n.next()) {
+                    // Once a batch has failed for good the job fails: the
+                    // other threads stop taking batches.
+                    while failure.lock().is_ok_and(|f| f.is_none())
+                        && let Some(batch) = next.lock().ok().and_then(|mut n| n.next())
+                    {
                         if let Err(e) = self.send(batch)
                             && let Ok(mut failure) = failure.lock()
                         {

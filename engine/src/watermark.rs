@@ -42,7 +42,7 @@ impl CameraWatermarks {
     pub fn observe(&mut self, source_id: &Arc<str>, event_time: Millis) -> Option<Millis> {
         match self.newest.get_mut(source_id) {
             Some(newest) => {
-                let watermark = *newest - self.lateness_ms;
+                let watermark = newest.saturating_sub(self.lateness_ms);
                 *newest = (*newest).max(event_time);
                 (event_time < watermark).then_some(watermark)
             }
@@ -70,7 +70,7 @@ impl CameraWatermarks {
         // Once a camera is seen, its future on-time frames are at or after
         // newest - lateness whatever comes next.
         let newest = self.newest.get(source_id).copied().or(next)?;
-        Some(newest - self.lateness_ms)
+        Some(newest.saturating_sub(self.lateness_ms))
     }
 }
 

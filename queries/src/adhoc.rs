@@ -4,6 +4,7 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext, col, lit};
 
 use crate::catalog::Catalog;
@@ -62,15 +63,28 @@ async fn run(sql: &str, catalog: &Catalog, tenant: Option<&str>) -> Result<Vec<R
             context.register_table(name.as_str(), own).map_err(|e| fail(&e))?;
         }
     }
-    let frame = context.sql(sql).await.map_err(|e| describe(&e.to_string(), catalog))?;
-    frame.collect().await.map_err(|e| describe(&e.to_string(), catalog))
+    // Questions only: no CREATE, COPY, INSERT or SET, which could open
+    // files around the tenant filter or change them.
+    let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let tables = registered(&context);
+    let frame = context.sql_with_options(sql, read_only).await.map_err(|e| describe(&e.to_string(), &tables))?;
+    frame.collect().await.map_err(|e| describe(&e.to_string(), &tables))
+}
+
+/// The tables a query may name.
+fn registered(context: &SessionContext) -> Vec<String> {
+    let catalog = context.catalog("datafusion");
+    let schema = catalog.and_then(|c| c.schema("public"));
+    let mut names = schema.map(|s| s.table_names()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// DataFusion's message, with the tables there are when one is unknown.
-fn describe(message: &str, catalog: &Catalog) -> String {
+fn describe(message: &str, tables: &[String]) -> String {
     let message = message.lines().next().unwrap_or(message).to_owned();
     if message.contains("not found") && message.contains("table") {
-        let known: Vec<&str> = catalog.tables.keys().map(String::as_str).collect();
+        let known: Vec<&str> = tables.iter().map(String::as_str).collect();
         let known = if known.is_empty() {
             "none yet: run a job with a FILE or PARQUET sink".to_owned()
         } else {

@@ -28,16 +28,30 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, 
     post_within(url, headers, body, Duration::from_secs(30))
 }
 
-/// [`post`], giving up after `timeout` without an answer.
+/// The most of an answer that is read: answers here are short.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// [`post`], giving up when there is no whole answer within `timeout`.
 pub fn post_within(url: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Result<Answer, String> {
+    let deadline = std::time::Instant::now() + timeout;
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let address = std::net::ToSocketAddrs::to_socket_addrs(host)
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {host}"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("cannot connect to {host}: {e}"))?;
+    // Every address the name has, in turn: `localhost` may be ::1 first
+    // while the server listens on 127.0.0.1.
+    let addresses =
+        std::net::ToSocketAddrs::to_socket_addrs(host).map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut refused = format!("cannot resolve {host}");
+    let mut connected = None;
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => {
+                connected = Some(stream);
+                break;
+            }
+            Err(e) => refused = format!("cannot connect to {host}: {e}"),
+        }
+    }
+    let mut stream = connected.ok_or(refused)?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let mut request =
@@ -47,8 +61,23 @@ pub fn post_within(url: &str, headers: &[(&str, &str)], body: &[u8], timeout: Du
     }
     request += "\r\n";
     stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).map_err(|e| e.to_string())?;
+    // Read in pieces against the deadline: a timeout on each read alone
+    // would let a server that trickles hold the caller forever.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("no answer from {host}: {e}"))?;
+    let mut piece = [0u8; 8192];
+    let mut reader = (&mut stream).take(MAX_ANSWER);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("no whole answer from {host} within {timeout:?}"));
+        }
+        reader.get_mut().set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        match reader.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&piece[..n]),
+            Err(e) => return Err(format!("no answer from {host}: {e}")),
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or("a truncated HTTP answer")?;
     let mut lines = head.lines();
@@ -130,6 +159,9 @@ fn push_one(url: &str, token: &str, source: Option<&str>, file: &Path, tries: u3
     if let Some(time) = time {
         headers.push(("X-Event-Time", time));
     }
+    if !camera.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return fail(format!("camera `{camera}`: names have letters, digits, `.`, `_` and `-` only"));
+    }
     let endpoint = format!("{}/v1/frames/{camera}", url.trim_end_matches('/'));
     let mut backoff = Duration::from_millis(100);
     let mut tries_made = 0;
@@ -143,8 +175,14 @@ fn push_one(url: &str, token: &str, source: Option<&str>, file: &Path, tries: u3
         let asked = result.ok().and_then(|a| a.header("retry-after").and_then(|s| s.parse::<u64>().ok()));
         // Back off as asked, but no less than the doubling backoff, with
         // jitter so retrying devices do not come back in step.
-        let jitter = Duration::from_millis(u64::from(file.as_os_str().len() as u32 * 7 % 50));
+        let jitter = Duration::from_millis(random() % 100);
         std::thread::sleep(backoff.max(Duration::from_secs(asked.unwrap_or(0)).min(Duration::from_secs(5))) + jitter);
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// A random number, for jitter: each `RandomState` is seeded afresh.
+pub fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }

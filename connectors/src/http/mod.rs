@@ -16,17 +16,21 @@
 //!   only what it can finish) or the job is stopping.
 //!
 //! Admitted frames wait in a queue of at most `queue` frames (default 64)
-//! until the engine polls them, so memory stays bounded at any request
-//! rate. Worker 0 serves; the engine spreads the frames over all workers.
-//! Each camera has its own watermark (newest minus `lateness`); one quiet
-//! for `idle_timeout` (default 10s) stops holding back the others.
+//! until the engine polls them, and at most `queue` requests are read at
+//! once (each up to 4 × `max_bytes`, within 30 s), so memory stays bounded
+//! at any request rate. Worker 0 serves; the engine spreads the frames over
+//! all workers. Each camera of each tenant has its own watermark (newest
+//! minus `lateness`); one quiet for `idle_timeout` (default 10s) stops
+//! holding back the others, and once all are quiet event time is taken to
+//! go on as the clock does since the last frame. Event times more than
+//! five minutes ahead of the server's clock are refused. A source declared
+//! with a `tenant` takes that tenant's tokens only.
 
 pub mod auth;
 pub mod client;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -109,16 +113,19 @@ impl SourceFactory for HttpSourceFactory {
             verifier: config.verifier,
             max_bytes: config.max_bytes,
             capacity: config.queue,
-            accepting: AtomicBool::new(true),
+            tenant: (spec.tenant != "default").then(|| spec.tenant.clone()),
+            reading: tokio::sync::Semaphore::new(config.queue),
             queue: Mutex::new(Queue {
+                accepting: true,
                 frames: VecDeque::new(),
                 watermarks: CameraWatermarks::new(spec.lateness_ms),
                 cameras: HashMap::new(),
+                newest: None,
             }),
         });
         let app = Router::new()
             .route("/v1/frames/{source_id}", post(receive))
-            .layer(DefaultBodyLimit::max(config.max_bytes.saturating_mul(16)))
+            .layer(DefaultBodyLimit::max(config.max_bytes.saturating_mul(4)))
             .with_state(ingest.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -162,15 +169,24 @@ struct Ingest {
     verifier: Verifier,
     max_bytes: usize,
     capacity: usize,
-    accepting: AtomicBool,
+    /// The one tenant whose tokens the source takes, if it names one.
+    tenant: Option<String>,
+    /// Requests being read: at most `capacity` at once.
+    reading: tokio::sync::Semaphore,
     queue: Mutex<Queue>,
 }
 
 struct Queue {
+    /// Cleared, under this lock, when the job stops: no frame is admitted
+    /// after the source has said it is done.
+    accepting: bool,
     frames: VecDeque<Frame>,
+    /// Keyed by tenant and camera: tenants never share a watermark.
     watermarks: CameraWatermarks,
-    /// Per camera: frames seen, and when the last came.
+    /// Per tenant and camera: frames seen, and when the last came.
     cameras: HashMap<Arc<str>, (u64, Instant)>,
+    /// The newest event time admitted, and when.
+    newest: Option<(Millis, Instant)>,
 }
 
 impl Ingest {
@@ -190,46 +206,50 @@ struct HttpSource {
 impl Source for HttpSource {
     fn poll(&mut self, max: usize) -> Result<SourcePoll, String> {
         if self.server.as_ref().is_some_and(|s| s.is_finished()) {
-            let failure = self.server.take().map(|s| s.join());
-            if let Some(Ok(Err(e))) = failure {
-                return Err(format!("the HTTP server stopped: {e}"));
+            match self.server.take().map(|s| s.join()) {
+                Some(Ok(Err(e))) => return Err(format!("the HTTP server stopped: {e}")),
+                Some(Err(_)) => return Err("the HTTP server panicked".to_owned()),
+                _ => return Err("the HTTP server stopped".to_owned()),
             }
         }
         let mut queue = self.ingest.queue();
         if queue.frames.is_empty() {
-            let stopping = !self.ingest.accepting.load(Ordering::SeqCst);
-            return Ok(if stopping { SourcePoll::Done } else { SourcePoll::Idle });
+            return Ok(if queue.accepting { SourcePoll::Idle } else { SourcePoll::Done });
         }
         let n = max.min(queue.frames.len());
         Ok(SourcePoll::Frames(queue.frames.drain(..n).collect()))
     }
 
     fn watermark(&mut self) -> Option<Millis> {
-        let queue = self.ingest.queue();
-        if queue.cameras.is_empty() {
+        let mut queue = self.ingest.queue();
+        // Cameras quiet for long are forgotten: the map does not grow with
+        // every name a client ever used.
+        let forget = self.idle * 60;
+        queue.cameras.retain(|_, (_, last)| last.elapsed() < forget);
+        let Some((newest, when)) = queue.newest else {
             // Before the first frame there is no window to hold back, and
             // nothing to say about the time of the frames to come.
             return Some(0);
-        }
+        };
         let lateness = queue.watermarks.lateness_ms();
         let active = queue.cameras.iter().filter(|(_, (_, last))| last.elapsed() < self.idle);
         let promise = active.filter_map(|(camera, _)| queue.watermarks.promise(camera, None)).min();
-        // Once every camera has gone quiet, windows close on the clock; a
-        // camera's next frame may be as old as the lateness allows.
-        let promise = promise.unwrap_or(now_ms() - lateness);
+        // Once every camera has gone quiet, event time is taken to go on as
+        // the clock has since the newest frame came.
+        let promise = promise.unwrap_or_else(|| newest.saturating_add(when.elapsed().as_millis() as Millis) - lateness);
         // Frames admitted but not yet polled are not behind it.
         Some(queue.frames.iter().map(|f| f.event_time).min().map_or(promise, |t| t.min(promise)))
     }
 
     fn stop(&mut self) -> bool {
-        self.ingest.accepting.store(false, Ordering::SeqCst);
+        self.ingest.queue().accepting = false;
         true
     }
 }
 
 impl Drop for HttpSource {
     fn drop(&mut self) {
-        self.ingest.accepting.store(false, Ordering::SeqCst);
+        self.ingest.queue().accepting = false;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -268,6 +288,12 @@ fn authorize(ingest: &Ingest, headers: &HeaderMap, source_id: &str) -> Result<Cl
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no token: send Authorization: Bearer <token>"))?;
     let claims = ingest.verifier.check(token.trim()).map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.0))?;
+    if ingest.tenant.as_ref().is_some_and(|t| *t != claims.tenant) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("this source takes no frames of tenant `{}`", claims.tenant),
+        ));
+    }
     if !claims.may_write(source_id) {
         return Err(refuse(StatusCode::FORBIDDEN, format!("the token may not write camera `{source_id}`")));
     }
@@ -298,12 +324,27 @@ fn looks_like(bytes: &[u8], media: MediaType) -> bool {
     }
 }
 
+/// How far ahead of the server's clock an event time may be: a device
+/// whose clock runs ahead must not move every camera's windows past now.
+const MAX_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
+
 fn event_time(headers: &HeaderMap) -> Result<Millis, Refusal> {
     let Some(value) = headers.get("x-event-time") else { return Ok(now_ms()) };
     let text = value.to_str().unwrap_or("").trim();
-    text.parse::<Millis>().or_else(|_| parse_rfc3339_ms(text)).map_err(|_| {
+    let at = text.parse::<Millis>().or_else(|_| parse_rfc3339_ms(text)).map_err(|_| {
         refuse(StatusCode::BAD_REQUEST, format!("X-Event-Time `{text}` is not RFC 3339 nor ms since the epoch"))
-    })
+    })?;
+    if !(0..=now_ms() + MAX_CLOCK_SKEW_MS).contains(&at) {
+        return Err(refuse(StatusCode::BAD_REQUEST, format!("X-Event-Time `{text}` is before 1970 or in the future")));
+    }
+    Ok(at)
+}
+
+/// A camera name: letters, digits, `.`, `_` and `-`, at most 128.
+fn valid_camera(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 async fn receive(
@@ -312,19 +353,38 @@ async fn receive(
     request: Request,
 ) -> Result<Response, Refusal> {
     let headers = request.headers().clone();
+    if !valid_camera(&source_id) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "a camera name has letters, digits, `.`, `_` and `-` only"));
+    }
     let claims = authorize(&ingest, &headers, &source_id)?;
-    if !ingest.accepting.load(Ordering::SeqCst) {
+    if !ingest.queue().accepting {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
     }
     let at = event_time(&headers)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let images = if content_type.starts_with("multipart/form-data") {
-        parts(request, &ingest).await?
-    } else {
-        let media = media_type(Some(&content_type))?;
-        let bytes = to_bytes(request.into_body(), ingest.max_bytes).await.map_err(|_| too_large(&ingest))?;
-        vec![(media, bytes)]
+    // Bodies are read a bounded number at a time, each within a deadline:
+    // memory stays bounded, and a stalled upload cannot hold the server.
+    let Ok(_reading) = ingest.reading.try_acquire() else {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "frameflow is at capacity; retry shortly"));
     };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let read = async {
+        if content_type.starts_with("multipart/form-data") {
+            parts(request, &ingest).await
+        } else {
+            let media = media_type(Some(&content_type))?;
+            let bytes = to_bytes(request.into_body(), ingest.max_bytes).await.map_err(|_| too_large(&ingest))?;
+            Ok(vec![(media, bytes)])
+        }
+    };
+    let images = tokio::time::timeout(READ_DEADLINE, read)
+        .await
+        .map_err(|_| refuse(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))??;
+    if images.len() > ingest.capacity {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {} images in one request", ingest.capacity),
+        ));
+    }
     if images.is_empty() {
         return Err(refuse(StatusCode::BAD_REQUEST, "no image in the request"));
     }
@@ -333,6 +393,9 @@ async fn receive(
     }
     admit(&ingest, &claims, &source_id, at, images)
 }
+
+/// How long a request's body may take to arrive.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
 
 fn too_large(ingest: &Ingest) -> Refusal {
     refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("an image may have at most {} bytes", ingest.max_bytes))
@@ -368,18 +431,27 @@ fn admit(
     images: Vec<(MediaType, Bytes)>,
 ) -> Result<Response, Refusal> {
     let mut queue = ingest.queue();
+    if !queue.accepting {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
+    }
     if queue.frames.len() + images.len() > ingest.capacity {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "frameflow is at capacity; retry shortly"));
     }
     let tenant: Arc<str> = claims.tenant.as_str().into();
     let camera: Arc<str> = source_id.into();
+    // Watermarks and sequence numbers are per tenant and camera: another
+    // tenant's camera of the same name is another camera.
+    let key: Arc<str> = format!("{tenant}\u{0}{source_id}").into();
     let mut ids = Vec::new();
     for (media, bytes) in images {
-        let (seen, _) = *queue.cameras.get(&camera).unwrap_or(&(0, Instant::now()));
-        queue.cameras.insert(camera.clone(), (seen + 1, Instant::now()));
-        let late = queue.watermarks.observe(&camera, at);
-        // The same image sent again for the same camera and time (a
-        // client's retry) gets the same id.
+        let (seen, _) = *queue.cameras.get(&key).unwrap_or(&(0, Instant::now()));
+        queue.cameras.insert(key.clone(), (seen + 1, Instant::now()));
+        let late = queue.watermarks.observe(&key, at);
+        if queue.newest.is_none_or(|(newest, _)| at >= newest) {
+            queue.newest = Some((at, Instant::now()));
+        }
+        // The same image sent again for the same camera and X-Event-Time
+        // (a client's retry) gets the same id.
         let id = stable_hash(&[tenant.as_bytes(), source_id.as_bytes(), &at.to_le_bytes(), &bytes]);
         let frame_id: Arc<str> = format!("{id:016x}").into();
         ids.push(frame_id.to_string());
