@@ -14,22 +14,36 @@ use sqlparser::ast::{GroupByExpr, Select};
 use engine::columnar::timestamp;
 
 /// The plan of `select` over a table `table` of `schema`, indented, one
-/// node per line; with `windowed`, the table has the window bounds too.
-pub(crate) fn logical_plan(select: &Select, table: &str, schema: &SchemaRef, windowed: bool) -> Result<String, String> {
+/// node per line; with `windowed`, the table has the window bounds too;
+/// with `by_tenant`, the view's implicit `tenant` key is grouped by and
+/// selected first, as the view does.
+pub(crate) fn logical_plan(
+    select: &Select,
+    table: &str,
+    schema: &SchemaRef,
+    windowed: bool,
+    by_tenant: bool,
+) -> Result<String, String> {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if windowed {
         fields.push(Field::new("window_start", timestamp(), false));
         fields.push(Field::new("window_end", timestamp(), false));
     }
-    let items: Vec<String> = select.projection.iter().map(ToString::to_string).collect();
+    let mut items: Vec<String> = select.projection.iter().map(ToString::to_string).collect();
+    let mut keys: Vec<String> = match &select.group_by {
+        GroupByExpr::Expressions(keys, _) => keys.iter().map(ToString::to_string).collect(),
+        GroupByExpr::All(_) => Vec::new(),
+    };
+    if by_tenant {
+        items.insert(0, "tenant".to_owned());
+        keys.insert(0, "tenant".to_owned());
+    }
     let mut sql = format!("SELECT {} FROM \"{table}\"", items.join(", "));
     if let Some(condition) = &select.selection {
         sql += &format!(" WHERE {condition}");
     }
-    if let GroupByExpr::Expressions(keys, _) = &select.group_by
-        && !keys.is_empty()
-    {
-        sql += &format!(" GROUP BY {}", keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    if !keys.is_empty() {
+        sql += &format!(" GROUP BY {}", keys.join(", "));
     }
     if let Some(having) = &select.having {
         sql += &format!(" HAVING {having}");

@@ -283,7 +283,7 @@ impl Planner {
         };
         if self.explaining {
             self.logical_plan = Some(
-                logical_plan(select, &rows.label(), &rows.schema(), false)
+                logical_plan(select, &rows.label(), &rows.schema(), false, false)
                     .map_err(|e| QueryError::at(select.span(), format!("DataFusion cannot plan this: {e}")))?,
             );
         }
@@ -364,6 +364,7 @@ impl Planner {
         let mut group_by = group_by(select, window == WindowSpec::Global, &input)?;
         // Tenants never share a row: every view groups by tenant first.
         let tenant = input.column("tenant").filter(|_| !group_by.iter().any(|k| k.name == "tenant"));
+        let by_tenant = tenant.is_some();
         if let Some((column, kind)) = tenant {
             group_by.insert(0, GroupKey { name: "tenant".into(), column: Some(column), kind });
         }
@@ -385,7 +386,7 @@ impl Planner {
         if self.explaining {
             let windowed = window != WindowSpec::Global;
             self.logical_plan = Some(
-                logical_plan(select, &input.label(), &input.schema(), windowed)
+                logical_plan(select, &input.label(), &input.schema(), windowed, by_tenant)
                     .map_err(|e| QueryError::at(select.span(), format!("DataFusion cannot plan this: {e}")))?,
             );
         }
