@@ -118,6 +118,10 @@ struct RunArgs {
     /// which its sources wait.
     #[arg(long, env = "FRAMEFLOW_MAX_IN_FLIGHT", default_value_t = 64)]
     max_in_flight: usize,
+    /// The same in bytes of encoded frames and rows: `256MiB`, `64KiB`, ...
+    #[arg(long, env = "FRAMEFLOW_MAX_IN_FLIGHT_BYTES", default_value = "256MiB",
+          value_parser = |v: &str| connectors::options::parse_bytes("--max-in-flight-bytes", v))]
+    max_in_flight_bytes: u64,
     /// Folder the set-up filled: models/ and lib/libonnxruntime.so.
     #[arg(long, env = "FRAMEFLOW_ASSETS", default_value = "assets")]
     assets: PathBuf,
@@ -203,6 +207,7 @@ fn run_job(args: RunArgs) -> Result<()> {
         workers: args.workers.max(1),
         tick_ms: args.tick_ms,
         max_in_flight_frames: args.max_in_flight,
+        max_in_flight_bytes: args.max_in_flight_bytes as usize,
         ..RunConfig::default()
     };
     // SIGINT or SIGTERM stops the job gracefully: sources stop taking

@@ -159,3 +159,17 @@ fn generated_frames_go_through_detection_like_a_camera() {
     let last = outcomes.iter().map(|o| o["event_time"].as_str().unwrap()).max().unwrap();
     assert_eq!(last, "2026-01-01T00:00:01.833Z", "frame 11 at 6 frames/s");
 }
+
+#[test]
+fn a_byte_budget_smaller_than_one_frame_still_finishes_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    make_frames(dir.path());
+    // Every frame is larger than the budget: sources take one frame at a
+    // time, and only once the dataflow has nothing it could finish.
+    let output = common::run_job(dir.path(), JOB, &["--workers", "2", "--max-in-flight-bytes", "1KiB"]);
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("22 frames (20 processed, 2 rejected, 0 late)"), "{stderr}");
+    let bad = common::run_job(dir.path(), JOB, &["--max-in-flight-bytes", "lots"]);
+    assert!(common::stderr(&bad).contains("is not a size like '32MiB'"), "{}", common::stderr(&bad));
+}

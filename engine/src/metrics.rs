@@ -13,6 +13,8 @@ pub struct Metrics {
     pub windows_closed: AtomicU64,
     /// Frames admitted whose results the sinks have not yet delivered.
     pub frames_in_flight: AtomicI64,
+    /// Their bytes: encoded frames and rows.
+    pub bytes_in_flight: AtomicI64,
 }
 
 /// A consistent-enough copy of the counters at one moment.
@@ -25,6 +27,7 @@ pub struct MetricsSnapshot {
     pub detections: u64,
     pub windows_closed: u64,
     pub frames_in_flight: i64,
+    pub bytes_in_flight: i64,
 }
 
 impl Metrics {
@@ -42,6 +45,7 @@ impl Metrics {
             detections: get(&self.detections),
             windows_closed: get(&self.windows_closed),
             frames_in_flight: self.frames_in_flight.load(Ordering::Relaxed),
+            bytes_in_flight: self.bytes_in_flight.load(Ordering::Relaxed),
         }
     }
 }

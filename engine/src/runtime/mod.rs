@@ -37,6 +37,9 @@ pub struct RunConfig {
     /// Frames a worker admitted and the sinks have not yet delivered, beyond
     /// which that worker's sources stop reading.
     pub max_in_flight_frames: usize,
+    /// The same in bytes (encoded frames and rows): whichever budget fills
+    /// first stops the sources.
+    pub max_in_flight_bytes: usize,
     /// Set (by a signal handler) to stop the job: sources stop taking
     /// input, what was accepted is finished and delivered, and `run`
     /// returns.
@@ -45,7 +48,13 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { workers: 1, tick_ms: 50, max_in_flight_frames: 64, stop: Arc::default() }
+        RunConfig {
+            workers: 1,
+            tick_ms: 50,
+            max_in_flight_frames: 64,
+            max_in_flight_bytes: 256 << 20,
+            stop: Arc::default(),
+        }
     }
 }
 
@@ -74,6 +83,7 @@ pub fn run(
         .collect::<Option<_>>()
         .ok_or_else(|| EngineError::Internal("a source kind vanished after validation".into()))?;
     let per_worker_budget = config.max_in_flight_frames.max(1);
+    let byte_budget = config.max_in_flight_bytes.max(1);
     let timely_config = timely::Config {
         communication: timely::CommunicationConfig::Process(config.workers.max(1)),
         worker: WorkerConfig::default(),
@@ -90,7 +100,8 @@ pub fn run(
         let probe = ProbeHandle::new();
         let index = worker.index();
         let mut inputs = worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
-        let result = drive(worker, job, &mut sources, &mut inputs, &probe, per_worker_budget, &stop);
+        let budgets = (per_worker_budget, byte_budget);
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, budgets, &stop);
         if result.is_err() {
             // Stop every worker, not just this one, so none waits on it.
             fail(job, result.as_ref().err().cloned().unwrap_or_default());
@@ -173,19 +184,24 @@ fn prepare(
     })
 }
 
-/// Frames this worker admitted and the sinks have not yet delivered, by
-/// timely tick.
+/// Frames (or rows) this worker admitted and the sinks have not yet
+/// delivered, and their bytes, by timely tick.
 #[derive(Default)]
 struct InFlight {
-    by_tick: BTreeMap<Tick, usize>,
+    by_tick: BTreeMap<Tick, (usize, usize)>,
     total: usize,
+    bytes: usize,
 }
 
 impl InFlight {
-    fn admit(&mut self, tick: Tick, count: usize, metrics: &Metrics) {
-        *self.by_tick.entry(tick).or_insert(0) += count;
+    fn admit(&mut self, tick: Tick, count: usize, bytes: usize, metrics: &Metrics) {
+        let entry = self.by_tick.entry(tick).or_insert((0, 0));
+        entry.0 += count;
+        entry.1 += bytes;
         self.total += count;
+        self.bytes += bytes;
         metrics.frames_in_flight.fetch_add(count as i64, Ordering::Relaxed);
+        metrics.bytes_in_flight.fetch_add(bytes as i64, Ordering::Relaxed);
     }
 
     /// Forgets frames at ticks the probe has passed.
@@ -195,22 +211,60 @@ impl InFlight {
             Some(tick) => self.by_tick.split_off(&tick),
             None => BTreeMap::new(),
         };
-        let retired: usize = std::mem::replace(&mut self.by_tick, kept).values().sum();
-        self.total -= retired;
-        metrics.frames_in_flight.fetch_sub(retired as i64, Ordering::Relaxed);
+        let retired = std::mem::replace(&mut self.by_tick, kept);
+        let (frames, bytes) = retired.values().fold((0, 0), |(f, b), (n, m)| (f + n, b + m));
+        self.total -= frames;
+        self.bytes -= bytes;
+        metrics.frames_in_flight.fetch_sub(frames as i64, Ordering::Relaxed);
+        metrics.bytes_in_flight.fetch_sub(bytes as i64, Ordering::Relaxed);
     }
 
     /// Frames in flight at ticks before `tick`: work the dataflow can finish
     /// without more input.
     fn before(&self, tick: Tick) -> usize {
-        self.by_tick.range(..tick).map(|(_, n)| n).sum()
+        self.by_tick.range(..tick).map(|(_, (n, _))| n).sum()
+    }
+
+    /// How many more frames fit both budgets, judging frames to come by the
+    /// average size of those in flight; `None` when either is full.
+    fn room(&self, frames: usize, bytes: usize) -> Option<usize> {
+        if self.total >= frames || self.bytes >= bytes {
+            return None;
+        }
+        let by_frames = frames - self.total;
+        let average = self.bytes.checked_div(self.total).unwrap_or(0).max(1);
+        Some(by_frames.min(((bytes - self.bytes) / average).max(1)))
+    }
+}
+
+/// What an admitted item costs the byte budget: its encoded bytes and its
+/// row.
+trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for crate::model::Frame {
+    fn footprint(&self) -> usize {
+        self.bytes.len() + std::mem::size_of::<Self>()
+    }
+}
+
+impl Footprint for crate::model::Detection {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+impl Footprint for crate::model::FrameOutcome {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.reason.as_ref().map_or(0, String::len)
     }
 }
 
 /// Sends items into the dataflow: `place` says what goes in for each item
 /// and at which tick (at least `floor`, the capability's), or takes the
 /// item elsewhere. Items of the same tick share one session.
-fn admit<I, T: 'static>(
+fn admit<I, T: Footprint + 'static>(
     handle: &mut dataflow::Input<T>,
     capability: &ActivateCapability<Tick>,
     items: Vec<I>,
@@ -224,13 +278,15 @@ fn admit<I, T: 'static>(
     while let Some((item, tick)) = placed.next() {
         let at = capability.delayed(&tick);
         let mut session = handle.session(&at);
+        let mut bytes = item.footprint();
         session.give(item);
         let mut count = 1;
         while let Some((item, _)) = placed.next_if(|(_, t)| *t == tick) {
+            bytes += item.footprint();
             session.give(item);
             count += 1;
         }
-        in_flight.admit(tick, count, metrics);
+        in_flight.admit(tick, count, bytes, metrics);
     }
 }
 
@@ -242,7 +298,7 @@ fn drive(
     sources: &mut [Box<dyn Source>],
     inputs: &mut [SourceInput],
     probe: &ProbeHandle<Tick>,
-    budget: usize,
+    (budget, byte_budget): (usize, usize),
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut in_flight = InFlight::default();
@@ -266,8 +322,8 @@ fn drive(
             let Some(capability) = input.capability.as_mut() else { continue };
             // Frames held back only by allowed lateness cannot be finished
             // until more input moves the watermark, so they never block it.
-            let room = if in_flight.total < budget {
-                budget - in_flight.total
+            let room = if let Some(room) = in_flight.room(budget, byte_budget) {
+                room
             } else if in_flight.before(*capability.time()) == 0 {
                 1
             } else {
@@ -356,5 +412,23 @@ fn drive(
         } else {
             worker.step_or_park(Some(Duration::from_millis(20)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_what_fits_both_budgets() {
+        let metrics = Metrics::default();
+        let mut in_flight = InFlight::default();
+        assert_eq!(in_flight.room(10, 1_000), Some(10), "empty: the frame budget");
+        in_flight.admit(1, 2, 400, &metrics);
+        assert_eq!(in_flight.room(10, 1_000), Some(3), "600 bytes left at 200 a frame");
+        in_flight.admit(2, 1, 600, &metrics);
+        assert_eq!(in_flight.room(10, 1_000), None, "the byte budget is full");
+        assert_eq!(in_flight.before(2), 2);
+        assert_eq!(metrics.snapshot().bytes_in_flight, 1_000);
     }
 }
