@@ -28,9 +28,10 @@ fn frames_done(s: &MetricsSnapshot) -> u64 {
 
 fn status(s: &MetricsSnapshot, rate: f64) -> String {
     format!(
-        "{rate:.1} frames/s | {} done, {} in flight | {} detections | {} windows closed | {} rejected, {} late",
+        "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} rejected, {} late",
         frames_done(s),
         s.frames_in_flight.max(0),
+        s.bytes_in_flight.max(0) as f64 / f64::from(1 << 20),
         s.detections,
         s.windows_closed,
         s.frames_rejected,
