@@ -194,15 +194,32 @@ fn project<'scope, R: WindowRow>(
     projection: Projection,
     outcomes: &mut Vec<StreamVec<'scope, Tick, FrameOutcome>>,
 ) -> StreamVec<'scope, Tick, ViewRow> {
-    let stage: Arc<str> = format!("select: {}", spec.name).into();
     let schema = spec.input_schema.clone();
-    let results: StreamVec<'scope, Tick, Result<ViewRow, FrameOutcome>> =
-        rows.unary(Pipeline, &format!("Select: {}", spec.name), move |_, _| {
+    let (rows, refused) = batchwise(rows, "Select", "select", &spec.name, move |batch| {
+        R::batch(batch, &schema).and_then(|b| projection.0.project(&b))
+    });
+    outcomes.push(refused);
+    rows
+}
+
+/// A stage that turns each batch of rows into output rows as a whole (a
+/// `WHERE`, a projection): a batch it cannot take is dead-lettered, row by
+/// row, with the reason, and the stream goes on.
+fn batchwise<'scope, R: WindowRow, O: timely::ExchangeData>(
+    rows: StreamVec<'scope, Tick, R>,
+    operator: &str,
+    stage: &str,
+    name: &str,
+    mut logic: impl FnMut(&mut Vec<R>) -> Result<Vec<O>, String> + 'static,
+) -> (StreamVec<'scope, Tick, O>, StreamVec<'scope, Tick, FrameOutcome>) {
+    let stage: Arc<str> = format!("{stage}: {name}").into();
+    let results: StreamVec<'scope, Tick, Result<O, FrameOutcome>> =
+        rows.unary(Pipeline, &format!("{operator}: {name}"), move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
-                        match R::batch(batch, &schema).and_then(|b| projection.0.project(&b)) {
+                        match logic(batch) {
                             Ok(rows) => session.give_iterator(rows.into_iter().map(Ok)),
                             Err(reason) => session.give_iterator(
                                 batch
@@ -215,9 +232,7 @@ fn project<'scope, R: WindowRow>(
                 })
             }
         });
-    let (rows, refused) = results.ok_err(|result| result);
-    outcomes.push(refused);
-    rows
+    results.ok_err(|result| result)
 }
 
 /// A view over detections or over the rows of a view, after its `WHERE`.
@@ -323,35 +338,16 @@ fn run_operator<'scope>(
     results.ok_err(|result| result)
 }
 
-/// Keeps the rows a `WHERE` accepts. A batch the filter cannot evaluate is
-/// dead-lettered, row by row, with the reason.
+/// Keeps the rows a `WHERE` accepts.
 fn filter_rows<'scope, R: WindowRow>(
     rows: StreamVec<'scope, Tick, R>,
     name: &str,
     filter: Filter,
 ) -> (StreamVec<'scope, Tick, R>, StreamVec<'scope, Tick, FrameOutcome>) {
-    let stage: Arc<str> = format!("where: {name}").into();
-    let results: StreamVec<'scope, Tick, Result<R, FrameOutcome>> =
-        rows.unary(Pipeline, &format!("Where: {name}"), move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for batch in data {
-                        match R::filter(filter.0.as_ref(), batch) {
-                            Ok(keep) => session.give_iterator(
-                                batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| Ok(row)),
-                            ),
-                            Err(reason) => session.give_iterator(
-                                batch
-                                    .drain(..)
-                                    .map(|r| Err(r.outcome(Outcome::Rejected, stage.clone(), Some(reason.clone())))),
-                            ),
-                        }
-                    }
-                })
-            }
-        });
-    results.ok_err(|result| result)
+    batchwise(rows, "Where", "where", name, move |batch| {
+        let keep = R::filter(filter.0.as_ref(), batch)?;
+        Ok(batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| row).collect())
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
