@@ -8,6 +8,8 @@
 //! - [`plan`]: a job as the engine runs it, produced by the SQL layer.
 //! - [`registry`]: the traits sources, operators, sinks and the decoder
 //!   implement, and the registry that finds them by name.
+//! - [`checkpoint`]: where sources resume and sinks stand after a
+//!   restart; [`journal`]: a durable log of what a source accepted.
 //! - [`runtime`]: builds the dataflow and drives it, with backpressure from
 //!   the probe at the sinks; [`metrics`]: the counters it keeps.
 //!
@@ -22,8 +24,10 @@
 //! The engine depends on no other frameflow crate: connectors, operators
 //! and the SQL layer plug into it.
 
+pub mod checkpoint;
 pub mod columnar;
 pub mod error;
+pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod plan;

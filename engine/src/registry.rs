@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::checkpoint::{Positions, SourceContext};
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Pixels, Record};
 use crate::plan::{Options, SinkSpec, SourceSpec};
 use crate::time::Millis;
@@ -84,6 +85,22 @@ pub trait Source: Send {
     fn stop(&mut self) -> bool {
         false
     }
+
+    /// The positions to resume from once the first `polls` polls that
+    /// returned input are delivered (a camera's last file, a partition's
+    /// next offset), for a checkpoint. `polls` only grows. The default,
+    /// no positions, replays the source from its start.
+    fn checkpoint(&mut self, polls: u64) -> Positions {
+        let _ = polls;
+        Positions::new()
+    }
+
+    /// The checkpoint holding the positions after `polls` polls is durable:
+    /// what comes before them may be released (journal segments deleted,
+    /// offsets committed to a broker).
+    fn committed(&mut self, polls: u64) {
+        let _ = polls;
+    }
 }
 
 pub trait SourceFactory: Send + Sync {
@@ -93,6 +110,19 @@ pub trait SourceFactory: Send + Sync {
 
     /// Opens the part of the source that `partition` owns.
     fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String>;
+
+    /// Opens the partition to resume from a checkpoint's positions, with
+    /// the job's state folder. The default ignores both: the source is
+    /// replayed from its start.
+    fn open_at(
+        &self,
+        spec: &SourceSpec,
+        partition: Partition,
+        context: &SourceContext,
+    ) -> Result<Box<dyn Source>, String> {
+        let _ = context;
+        self.open(spec, partition)
+    }
 }
 
 /// Turns encoded frames into pixels, with limits on what it will allocate.
@@ -140,12 +170,27 @@ pub trait Sink: Send {
     fn close(&mut self) -> Result<(), String> {
         self.flush()
     }
+
+    /// Makes what was written durable for a checkpoint (a file synced, a
+    /// Kafka transaction committed) and says where the sink stands, for
+    /// [`SinkFactory::resume`]. The default flushes and keeps no position.
+    fn checkpoint(&mut self) -> Result<Option<String>, String> {
+        self.flush().map(|()| None)
+    }
 }
 
 pub trait SinkFactory: Send + Sync {
     /// Opens the sink (creating its files) before the job starts. `schema`
     /// is that of the rows it will get ([`crate::columnar::schema_of`]).
     fn open(&self, spec: &SinkSpec, schema: SchemaRef) -> Result<Box<dyn Sink>, String>;
+
+    /// Reopens the sink of a job resuming from a checkpoint, back where it
+    /// stood then (`position`, from [`Sink::checkpoint`]). The default
+    /// opens it anew.
+    fn resume(&self, spec: &SinkSpec, schema: SchemaRef, position: Option<&str>) -> Result<Box<dyn Sink>, String> {
+        let _ = position;
+        self.open(spec, schema)
+    }
 }
 
 /// Every plugin a job may name, by lower-case name.
