@@ -140,6 +140,15 @@ struct RunArgs {
     /// Where the job records its tables for `frameflow query`.
     #[arg(long, env = "FRAMEFLOW_STATE_DIR", default_value = ".frameflow")]
     state_dir: PathBuf,
+    /// Journal what sources accept and take checkpoints, in
+    /// STATE_DIR/jobs/JOB: a job restarted after a crash (or a stop)
+    /// resumes where its last checkpoint left it, losing and repeating
+    /// nothing. HTTP sources answer 202 only once a frame is on disk.
+    #[arg(long, env = "FRAMEFLOW_DURABLE")]
+    durable: bool,
+    /// How often a durable job takes a checkpoint.
+    #[arg(long, env = "FRAMEFLOW_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: std::time::Duration,
     /// Progress display: auto (a status line on a terminal, log lines
     /// otherwise), lines, or none.
     #[arg(long, env = "FRAMEFLOW_PROGRESS", default_value = "auto")]
@@ -208,6 +217,11 @@ fn run_job(args: RunArgs) -> Result<()> {
         tick_ms: args.tick_ms,
         max_in_flight_frames: args.max_in_flight,
         max_in_flight_bytes: args.max_in_flight_bytes as usize,
+        state_dir: args.durable.then(|| {
+            let job = args.job.file_stem().map_or("job".into(), |s| s.to_string_lossy().into_owned());
+            args.state_dir.join("jobs").join(job)
+        }),
+        checkpoint_interval: args.checkpoint_interval,
         ..RunConfig::default()
     };
     // SIGINT or SIGTERM stops the job gracefully: sources stop taking

@@ -22,6 +22,8 @@
 //!   so a frame it sends later with an older time counts as late.
 //! - **Workers.** Cameras are spread over workers by a hash of their name;
 //!   a watched folder is read by worker 0 alone (see `owns`).
+//! - **Checkpoints.** A camera's position is the name of its last frame
+//!   behind the checkpoint; a resumed job reads the files after it.
 //! - **Limits.** A file over `max_bytes` (default 32 MiB) or one that cannot
 //!   be read is not loaded; its frame is rejected with the reason.
 
@@ -31,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use engine::checkpoint::{Positions, SourceContext};
 use engine::model::{Frame, MediaType, stable_hash};
 use engine::plan::{Options, SourceSpec};
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
@@ -99,8 +102,20 @@ impl SourceFactory for DirectorySourceFactory {
     }
 
     fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String> {
+        self.open_at(spec, partition, &SourceContext::default())
+    }
+
+    fn open_at(
+        &self,
+        spec: &SourceSpec,
+        partition: Partition,
+        context: &SourceContext,
+    ) -> Result<Box<dyn Source>, String> {
         let config = DirectoryConfig::from_spec(spec)?;
         let mut source = DirectorySource {
+            done: context.positions.clone(),
+            polls: VecDeque::new(),
+            forgotten: 0,
             tenant: spec.tenant.as_str().into(),
             source_name: spec.name.clone(),
             config,
@@ -156,6 +171,12 @@ pub struct DirectorySource {
     watermarks: CameraWatermarks,
     last_scan: Option<Instant>,
     last_promise: Option<Millis>,
+    /// Per camera, the last file behind the latest checkpoint.
+    done: Positions,
+    /// Per poll not yet behind a checkpoint, each camera's last file.
+    polls: VecDeque<Vec<(Arc<str>, String)>>,
+    /// Polls already moved into `done`.
+    forgotten: u64,
 }
 
 impl DirectorySource {
@@ -183,6 +204,10 @@ impl DirectorySource {
         for (name, path) in folders {
             let camera = self.cameras.entry(name.as_str().into()).or_default();
             let mut new_files = list_frames(&path, &camera.seen, self.config.event_time);
+            // Files behind the checkpoint a job resumed from were read.
+            if let Some(done) = self.done.get(&name) {
+                new_files.retain(|f| f.name > *done);
+            }
             new_files.sort_by(|a, b| a.name.cmp(&b.name));
             for file in new_files {
                 camera.seen.insert(file.name.clone());
@@ -202,7 +227,8 @@ impl DirectorySource {
             .map(|(name, _)| name.clone())
     }
 
-    fn read(&mut self, source_id: Arc<str>) -> Option<Frame> {
+    /// The camera's next frame, and its file's name.
+    fn read(&mut self, source_id: Arc<str>) -> Option<(Frame, String)> {
         let camera = self.cameras.get_mut(&source_id)?;
         let file = camera.pending.pop_front()?;
         let seq = camera.next_seq;
@@ -226,7 +252,7 @@ impl DirectorySource {
             Err(reason) => (now_ms(), refused.or(Some(reason))),
         };
         let late = if refused.is_none() { self.watermarks.observe(&source_id, event_time) } else { None };
-        Some(Frame {
+        let frame = Frame {
             frame_id: frame_id.into(),
             tenant: self.tenant.clone(),
             source_id,
@@ -237,18 +263,26 @@ impl DirectorySource {
             bytes: bytes.into(),
             late,
             refused,
-        })
+        };
+        Some((frame, file.name))
     }
 }
 
 impl Source for DirectorySource {
     fn poll(&mut self, max: usize) -> Result<SourcePoll, String> {
         let mut frames = Vec::new();
+        let mut last: Vec<(Arc<str>, String)> = Vec::new();
         while frames.len() < max {
             let Some(camera) = self.next_camera() else { break };
-            frames.extend(self.read(camera));
+            let Some((frame, name)) = self.read(camera) else { break };
+            match last.iter_mut().find(|(c, _)| *c == frame.source_id) {
+                Some((_, last)) => *last = name,
+                None => last.push((frame.source_id.clone(), name)),
+            }
+            frames.push(frame);
         }
         if !frames.is_empty() {
+            self.polls.push_back(last);
             return Ok(SourcePoll::Frames(frames));
         }
         if !self.config.watch || self.partition.worker != 0 {
@@ -258,6 +292,16 @@ impl Source for DirectorySource {
             self.scan()?;
         }
         Ok(SourcePoll::Idle)
+    }
+
+    fn checkpoint(&mut self, polls: u64) -> Positions {
+        // `polls` counts from the start of this run; those before are gone.
+        let behind = polls.saturating_sub(self.forgotten);
+        for poll in self.polls.drain(..(behind as usize).min(self.polls.len())) {
+            self.done.extend(poll.into_iter().map(|(camera, name)| (camera.to_string(), name)));
+        }
+        self.forgotten = self.forgotten.max(polls);
+        self.done.clone()
     }
 
     fn watermark(&mut self) -> Option<Millis> {

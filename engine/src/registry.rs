@@ -87,7 +87,8 @@ pub trait Source: Send {
     }
 
     /// The positions to resume from once the first `polls` polls that
-    /// returned input are delivered (a camera's last file, a partition's
+    /// returned input (frames or rows, even if none were admitted) are
+    /// delivered (a camera's last file, a partition's
     /// next offset), for a checkpoint. `polls` only grows. The default,
     /// no positions, replays the source from its start.
     fn checkpoint(&mut self, polls: u64) -> Positions {

@@ -11,7 +11,7 @@
 //! workers round-robin per camera: one busy camera still uses every core.
 //! Operators with per-camera state will exchange by `source_id` instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Exchange as _, Filter as _, OkErr, UnorderedInput};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{ActivateCapability, Concatenate, Operator, Probe};
+use timely::dataflow::operators::{ActivateCapability, Capability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use super::window::WindowRow;
@@ -61,16 +61,21 @@ pub(crate) struct Prepared {
     pub metrics: Arc<Metrics>,
     /// The first failure of a sink, which ends the job.
     pub failure: Mutex<Option<String>>,
+    /// With a state folder: the checkpoints being taken, and the one the
+    /// job resumed from.
+    pub checkpoints: Option<Arc<super::checkpoints::Checkpoints>>,
 }
 
-/// Builds the dataflow; returns one input per plan source, in plan order.
+/// Builds the dataflow; returns one input per plan source, in plan order,
+/// and what wakes the sinks.
 pub(crate) fn build<'scope>(
     scope: Scope<'scope, Tick>,
     worker: usize,
     job: &Arc<Prepared>,
     probe: &ProbeHandle<Tick>,
-) -> Result<Vec<SourceInput>, String> {
+) -> Result<(Vec<SourceInput>, Vec<timely::scheduling::Activator>), String> {
     let mut inputs = Vec::new();
+    let mut activators = Vec::new();
     let mut decoded: HashMap<&str, StreamVec<'scope, Tick, DecodedFrame>> = HashMap::new();
     let mut outcomes = Vec::new();
     let mut detections = HashMap::new();
@@ -169,9 +174,9 @@ pub(crate) fn build<'scope>(
             },
         };
         let sink = if worker == 0 { job.sinks.get(&spec.name).and_then(|slot| slot.lock().ok()?.take()) } else { None };
-        write_to_sink(records, &spec.name, sink, job.clone()).probe_with(probe);
+        write_to_sink(records, &spec.name, sink, job.clone(), &mut activators).probe_with(probe);
     }
-    Ok(inputs)
+    Ok((inputs, activators))
 }
 
 /// A stream's rows after its `WHERE`.
@@ -299,6 +304,11 @@ pub(crate) fn outcome(
 
 /// Runs a vision operator on each frame: its detections, and one outcome
 /// per frame. A failure or a panic costs that frame only.
+///
+/// Frames are taken in slices of about [`SLICE`]: the rest wait here, with
+/// their capabilities, and the operator asks to run again. Between slices
+/// the worker admits input and takes checkpoints, so a model that takes a
+/// second for a queue of frames does not stall the worker for that second.
 fn run_operator<'scope>(
     frames: StreamVec<'scope, Tick, DecodedFrame>,
     name: &str,
@@ -306,37 +316,56 @@ fn run_operator<'scope>(
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
+    let scope = frames.scope();
     let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
-        frames.unary(Pipeline, &format!("Vision: {name}"), move |_, _| {
+        frames.unary(Pipeline, &format!("Vision: {name}"), move |_, info| {
+            let activator = scope.activator_for(info.address.clone());
+            let mut waiting: std::collections::VecDeque<(Capability<Tick>, Vec<DecodedFrame>)> = Default::default();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for batch in data {
-                        for decoded in batch.drain(..) {
-                            let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
-                                .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
-                            let frame = &decoded.frame;
-                            match result {
-                                Ok(found) => {
-                                    Metrics::add(&metrics.frames_processed, 1);
-                                    Metrics::add(&metrics.detections, found.len() as u64);
-                                    let processed =
-                                        outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
-                                    session.give_iterator(found.into_iter().map(Ok));
-                                    session.give(Err(processed));
-                                }
-                                Err(reason) => {
-                                    Metrics::add(&metrics.frames_rejected, 1);
-                                    session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
-                                }
+                    let Some(held) = cap.retain_least(0) else { return };
+                    // Reversed, so that popping takes them in order.
+                    let mut frames: Vec<DecodedFrame> = data.flat_map(std::mem::take).collect();
+                    frames.reverse();
+                    waiting.push_back((held, frames));
+                });
+                let started = std::time::Instant::now();
+                while let Some((cap, frames)) = waiting.front_mut() {
+                    let mut session = output.session(&*cap);
+                    while started.elapsed() < SLICE
+                        && let Some(decoded) = frames.pop()
+                    {
+                        let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
+                            .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
+                        let frame = &decoded.frame;
+                        match result {
+                            Ok(found) => {
+                                Metrics::add(&metrics.frames_processed, 1);
+                                Metrics::add(&metrics.detections, found.len() as u64);
+                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
+                                session.give_iterator(found.into_iter().map(Ok));
+                                session.give(Err(processed));
+                            }
+                            Err(reason) => {
+                                Metrics::add(&metrics.frames_rejected, 1);
+                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                             }
                         }
                     }
-                })
+                    if !frames.is_empty() {
+                        activator.activate();
+                        break;
+                    }
+                    drop(session);
+                    waiting.pop_front();
+                }
             }
         });
     results.ok_err(|result| result)
 }
+
+/// How long a vision operator runs before it lets the worker do other work.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Keeps the rows a `WHERE` accepts.
 fn filter_rows<'scope, R: WindowRow>(
@@ -358,42 +387,92 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Routes every record to worker 0, which writes them, flushes after each
-/// batch, and closes the sink when its input ends; its output carries no
-/// data, only progress for the probe.
+/// Routes every record to worker 0, which writes them and closes the sink
+/// when its input ends; its output carries no data, only progress for the
+/// probe, which passes a tick once the sink has delivered it.
+///
+/// Without checkpoints, records are written as they come and flushed after
+/// each batch. With checkpoints, a tick is written once the frontier has
+/// passed it, in tick order, and never at or past a checkpoint's barrier
+/// before the sink has reported for it; records stamped before the
+/// checkpoint a job resumed from were delivered then, and are dropped.
 fn write_to_sink<'scope>(
     records: StreamVec<'scope, Tick, Record>,
     name: &str,
     mut sink: Option<Box<dyn Sink>>,
     job: Arc<Prepared>,
+    activators: &mut Vec<timely::scheduling::Activator>,
 ) -> StreamVec<'scope, Tick, ()> {
     let name = name.to_owned();
+    let scope = records.scope();
+    let checkpoints = job.checkpoints.clone();
+    let resume = checkpoints.as_ref().map_or(0, |c| c.resume_tick);
     records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &Record| 0),
         &format!("Sink: {name}"),
-        move |_, _| {
+        move |_, info| {
+            activators.push(scope.activator_for(info.address.clone()));
+            // Records not yet written, by tick, with a capability each so
+            // that the probe waits for them.
+            let mut pending: BTreeMap<Tick, (Capability<Tick>, Vec<Record>)> = BTreeMap::new();
+            let mut reported = 0;
             move |(input, frontier), _output| {
-                let mut wrote = false;
-                input.for_each_stamp(|_cap, data| {
-                    for batch in data {
-                        let result = match sink.as_mut() {
-                            Some(sink) => sink.write(batch),
-                            None => Err("no sink on the worker that received its records".to_owned()),
-                        };
-                        batch.clear();
-                        wrote = true;
-                        if let Err(e) = result {
-                            fail(&job, format!("sink `{name}`: {e}"));
-                        }
+                input.for_each_stamp(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    if time < resume {
+                        data.for_each(Vec::clear);
+                        return;
                     }
+                    let Some(held) = cap.retain_least(0) else { return };
+                    let entry = pending.entry(time).or_insert_with(|| (held, Vec::new()));
+                    data.for_each(|batch| entry.1.append(batch));
                 });
-                if let (true, Some(Err(e))) = (wrote, sink.as_mut().map(|s| s.flush())) {
+                let Some(out) = sink.as_mut() else { return };
+                let upto = frontier.frontier().first().copied().unwrap_or(Tick::MAX);
+                let barrier = checkpoints.as_ref().and_then(|c| c.barrier());
+                let limit = match (&checkpoints, barrier) {
+                    (None, _) => Tick::MAX,
+                    (Some(_), None) => upto,
+                    (Some(_), Some(b)) => upto.min(b.tick),
+                };
+                let rest = pending.split_off(&limit);
+                let ready = std::mem::replace(&mut pending, rest);
+                let result = (|| {
+                    for (_, records) in ready.values() {
+                        out.write(records)?;
+                    }
+                    if !ready.is_empty() {
+                        out.flush()?;
+                    }
+                    // Capabilities go (with `ready`) only once delivered.
+                    drop(ready);
+                    let Some(checkpoints) = &checkpoints else { return Ok(()) };
+                    checkpoints.sink_written(&name, limit);
+                    if let Some(b) = barrier.filter(|b| b.id != reported && upto >= b.tick) {
+                        reported = b.id;
+                        let position = out.checkpoint()?;
+                        checkpoints.sink_reported(b.id, &name, position)?;
+                    }
+                    Ok::<_, String>(())
+                })();
+                if let Err(e) = result {
                     fail(&job, format!("sink `{name}`: {e}"));
                 }
-                if frontier.is_empty()
-                    && let Some(Err(e)) = sink.take().map(|mut s| s.close())
-                {
-                    fail(&job, format!("sink `{name}`: {e}"));
+                if frontier.is_empty() && pending.is_empty() {
+                    let mut out = sink.take();
+                    let closed = out.as_mut().map(|s| {
+                        let position = if checkpoints.is_some() { s.checkpoint()? } else { None };
+                        s.close().map(|()| position)
+                    });
+                    match closed {
+                        Some(Ok(position)) => {
+                            if let Some(checkpoints) = &checkpoints {
+                                checkpoints.sink_closed(&name, position);
+                            }
+                        }
+                        Some(Err(e)) => fail(&job, format!("sink `{name}`: {e}")),
+                        None => {}
+                    }
                 }
             }
         },

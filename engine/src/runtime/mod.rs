@@ -7,10 +7,12 @@
 //! yet past the probe at the sinks) are under budget, turns each source's
 //! promise into a capability downgrade, and steps the dataflow.
 
+mod checkpoints;
 mod dataflow;
 mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,12 +20,14 @@ use std::time::{Duration, Instant};
 use timely::WorkerConfig;
 use timely::dataflow::ProbeHandle;
 
+use crate::checkpoint::{Checkpoint, Positions, SourceContext};
 use crate::error::EngineError;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::plan::{JobPlan, LatePolicy, StreamInput};
+use crate::plan::{JobPlan, LatePolicy, StreamInput, WindowSpec};
 use crate::registry::{Partition, Registry, Source, SourcePoll, SourceRow};
 use crate::time::{Tick, TickClock};
 use crate::watermark::late_row;
+use checkpoints::Checkpoints;
 use dataflow::{InputHandle, Prepared, SourceInput};
 use timely::dataflow::operators::ActivateCapability;
 
@@ -44,6 +48,11 @@ pub struct RunConfig {
     /// input, what was accepted is finished and delivered, and `run`
     /// returns.
     pub stop: Arc<AtomicBool>,
+    /// Where the job keeps its checkpoints and journals. A job given one
+    /// resumes from its last checkpoint; without one nothing is durable.
+    pub state_dir: Option<PathBuf>,
+    /// How often a checkpoint is taken.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for RunConfig {
@@ -54,6 +63,8 @@ impl Default for RunConfig {
             max_in_flight_frames: 64,
             max_in_flight_bytes: 256 << 20,
             stop: Arc::default(),
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -90,18 +101,26 @@ pub fn run(
     };
     let worker_job = job.clone();
     let stop = config.stop.clone();
+    let resume = job.checkpoints.as_ref().map(|c| c.last()).unwrap_or_default();
+    let state_dir = config.state_dir.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<(), String> {
         let job = &worker_job;
         let partition = Partition { worker: worker.index(), workers: worker.peers() };
         let mut sources = Vec::new();
         for (spec, factory) in &factories {
-            sources.push(factory.open(spec, partition).map_err(|e| format!("source `{}`: {e}", spec.name))?);
+            let context = SourceContext {
+                positions: resume.sources.get(&spec.name).cloned().unwrap_or_default(),
+                state_dir: state_dir.as_ref().map(|d| d.join("sources").join(&spec.name)),
+            };
+            let source = factory.open_at(spec, partition, &context);
+            sources.push(source.map_err(|e| format!("source `{}`: {e}", spec.name))?);
         }
         let probe = ProbeHandle::new();
         let index = worker.index();
-        let mut inputs = worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
+        let (mut inputs, activators) =
+            worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
         let budgets = (per_worker_budget, byte_budget);
-        let result = drive(worker, job, &mut sources, &mut inputs, &probe, budgets, &stop);
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, budgets, &stop, &activators);
         if result.is_err() {
             // Stop every worker, not just this one, so none waits on it.
             fail(job, result.as_ref().err().cloned().unwrap_or_default());
@@ -120,6 +139,9 @@ pub fn run(
     }
     if let Some(e) = first_error {
         return Err(EngineError::Failed(e));
+    }
+    if let Some(checkpoints) = &job.checkpoints {
+        checkpoints.finish().map_err(EngineError::Failed)?;
     }
     Ok(RunSummary { metrics: job.metrics.snapshot(), elapsed: started.elapsed() })
 }
@@ -161,6 +183,10 @@ fn prepare(
         })?;
         operators.insert(spec.name.clone(), prepared);
     }
+    let last = match &config.state_dir {
+        Some(dir) => Checkpoint::load(dir).map_err(EngineError::Failed)?,
+        None => None,
+    };
     let mut sinks = HashMap::new();
     for spec in &plan.sinks {
         let factory = registry.sinks.get(spec.kind.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
@@ -168,20 +194,54 @@ fn prepare(
             name: spec.kind.clone(),
             known: known(registry.sinks.keys().collect()),
         })?;
-        let sink = factory
-            .open(spec, crate::columnar::schema_of(&plan, &spec.input))
-            .map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
+        let schema = crate::columnar::schema_of(&plan, &spec.input);
+        let sink = match &last {
+            Some(last) => factory.resume(spec, schema, last.sinks.get(&spec.name).map(String::as_str)),
+            None => factory.open(spec, schema),
+        };
+        let sink = sink.map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
         sinks.insert(spec.name.clone(), Mutex::new(Some(sink)));
     }
+    let clock = TickClock::new(config.tick_ms);
+    let checkpoints = config.state_dir.as_ref().map(|dir| {
+        Arc::new(Checkpoints::new(
+            dir.clone(),
+            last,
+            clock,
+            config.workers.max(1),
+            plan.sinks.iter().map(|s| s.name.clone()).collect(),
+            config.checkpoint_interval,
+            horizon(&plan, clock),
+        ))
+    });
     Ok(Prepared {
         plan,
-        clock: TickClock::new(config.tick_ms),
+        clock,
         decoder: registry.decoder.clone(),
         operators,
         sinks,
         metrics,
         failure: Mutex::new(None),
+        checkpoints,
     })
+}
+
+/// Ticks after a frame's own by which every output it causes is stamped:
+/// its windows' lengths, summed along chains of views. `None` when a
+/// session or global view may hold it without bound.
+fn horizon(plan: &JobPlan, clock: TickClock) -> Option<Tick> {
+    fn of(plan: &JobPlan, view: &crate::plan::ViewSpec, clock: TickClock) -> Option<Tick> {
+        let own = match view.window {
+            WindowSpec::Tumble { size_ms } | WindowSpec::Hop { size_ms, .. } => clock.tick_of(size_ms) + 2,
+            WindowSpec::Session { .. } | WindowSpec::Global => return None,
+        };
+        let inner = match plan.views.iter().find(|v| v.name == view.input) {
+            Some(input) => of(plan, input, clock)?,
+            None => 0,
+        };
+        Some(own + inner)
+    }
+    plan.views.iter().try_fold(1, |horizon, view| Some(horizon.max(of(plan, view, clock)?)))
 }
 
 /// Frames (or rows) this worker admitted and the sinks have not yet
@@ -271,8 +331,9 @@ fn admit<I, T: Footprint + 'static>(
     in_flight: &mut InFlight,
     metrics: &Metrics,
     mut place: impl FnMut(I, Tick) -> Option<(T, Tick)>,
-) {
+) -> Option<Tick> {
     let floor = *capability.time();
+    let mut latest = None;
     let mut placed = items.into_iter().filter_map(|item| place(item, floor)).peekable();
     let mut handle = handle.activate();
     while let Some((item, tick)) = placed.next() {
@@ -287,6 +348,104 @@ fn admit<I, T: Footprint + 'static>(
             count += 1;
         }
         in_flight.admit(tick, count, bytes, metrics);
+        latest = latest.max(Some(tick));
+    }
+    latest
+}
+
+/// A source's polls that returned input, with the latest tick each placed
+/// input at: which of them a checkpoint at some tick has behind it.
+#[derive(Default)]
+struct PollLog {
+    polls: VecDeque<(u64, Tick)>,
+    count: u64,
+}
+
+impl PollLog {
+    /// A poll that returned input, which the engine placed at `latest`
+    /// at the latest.
+    fn record(&mut self, latest: Tick) {
+        self.count += 1;
+        self.polls.push_back((self.count, latest));
+    }
+
+    /// How many polls have every output stamped before `barrier`: a
+    /// prefix, since sources resume from one position.
+    fn behind(&self, barrier: Tick, horizon: Option<Tick>) -> u64 {
+        let Some(horizon) = horizon else { return 0 };
+        let first_ahead = self.polls.iter().find(|(_, tick)| tick.saturating_add(horizon) > barrier);
+        first_ahead.map_or(self.count, |(n, _)| n - 1)
+    }
+
+    fn forget(&mut self, through: u64) {
+        while self.polls.front().is_some_and(|(n, _)| *n <= through) {
+            self.polls.pop_front();
+        }
+    }
+}
+
+/// A worker's part in taking checkpoints.
+#[derive(Default)]
+struct Participation {
+    logs: Vec<PollLog>,
+    reported: u64,
+    /// The round reported, and each source's polls behind it: released
+    /// once that checkpoint is durable.
+    releasing: Option<(u64, Vec<u64>)>,
+    version: u64,
+}
+
+impl Participation {
+    fn turn(
+        &mut self,
+        checkpoints: &Checkpoints,
+        worker: usize,
+        job: &Prepared,
+        sources: &mut [Box<dyn Source>],
+        probe: &ProbeHandle<Tick>,
+        sinks: &[timely::scheduling::Activator],
+    ) -> Result<(), String> {
+        let frontier = probe.with_frontier(|f| f.first().copied());
+        if worker == 0 {
+            checkpoints.maybe_start(frontier);
+            let version = checkpoints.version();
+            if version != self.version {
+                self.version = version;
+                sinks.iter().for_each(timely::scheduling::Activator::activate);
+            }
+        }
+        if let Some(barrier) = checkpoints.barrier()
+            && barrier.id != self.reported
+            && frontier.is_none_or(|f| f >= barrier.tick)
+        {
+            let counts: Vec<u64> = self.logs.iter().map(|l| l.behind(barrier.tick, checkpoints.horizon)).collect();
+            let positions = self.positions(job, sources, &counts);
+            self.reported = barrier.id;
+            self.releasing = Some((barrier.id, counts));
+            checkpoints.worker_reported(barrier.id, worker, positions)?;
+        }
+        if let Some((id, counts)) = self.releasing.take_if(|(id, _)| checkpoints.last_id() >= *id) {
+            let _ = id;
+            for ((source, log), n) in sources.iter_mut().zip(&mut self.logs).zip(counts) {
+                source.committed(n);
+                log.forget(n);
+            }
+        }
+        Ok(())
+    }
+
+    fn positions(
+        &self,
+        job: &Prepared,
+        sources: &mut [Box<dyn Source>],
+        counts: &[u64],
+    ) -> BTreeMap<String, Positions> {
+        let specs = job.plan.sources.iter();
+        specs
+            .zip(sources.iter_mut())
+            .zip(counts)
+            .map(|((spec, source), n)| (spec.name.clone(), source.checkpoint(*n)))
+            .collect()
     }
 }
 
@@ -300,9 +459,12 @@ fn drive(
     probe: &ProbeHandle<Tick>,
     (budget, byte_budget): (usize, usize),
     stop: &AtomicBool,
+    sinks: &[timely::scheduling::Activator],
 ) -> Result<(), String> {
     let mut in_flight = InFlight::default();
     let mut stopping = false;
+    let mut participation =
+        Participation { logs: sources.iter().map(|_| PollLog::default()).collect(), ..Default::default() };
     loop {
         if let Some(failure) = job.failure.lock().ok().and_then(|f| f.clone()) {
             return Err(failure);
@@ -317,6 +479,9 @@ fn drive(
             }
         }
         in_flight.retire(probe, &job.metrics);
+        if let Some(checkpoints) = &job.checkpoints {
+            participation.turn(checkpoints, worker.index(), job, sources, probe, sinks)?;
+        }
         let mut admitted_any = false;
         for (index, (source, input)) in sources.iter_mut().zip(inputs.iter_mut()).enumerate() {
             let Some(capability) = input.capability.as_mut() else { continue };
@@ -334,9 +499,10 @@ fn drive(
             let metrics = &job.metrics;
             let done = match (source.poll(room)?, &mut input.handle) {
                 (SourcePoll::Frames(frames), InputHandle::Frames(handle)) => {
-                    admitted_any |= !frames.is_empty();
+                    let polled = !frames.is_empty();
+                    admitted_any |= polled;
                     Metrics::add(&metrics.frames_admitted, frames.len() as u64);
-                    admit(handle, capability, frames, &mut in_flight, metrics, |mut frame, floor| {
+                    let latest = admit(handle, capability, frames, &mut in_flight, metrics, |mut frame, floor| {
                         let tick = clock.tick_of(frame.event_time);
                         // A frame that breaks its source's promise is late,
                         // and taken in, if at all, at its watermark.
@@ -346,13 +512,17 @@ fn drive(
                         let at = frame.late.map_or(tick, |w| clock.tick_of(w));
                         Some((frame, at.max(floor)))
                     });
+                    if polled {
+                        participation.logs[index].record(latest.unwrap_or(*capability.time()));
+                    }
                     false
                 }
                 (SourcePoll::Detections(rows), InputHandle::Detections(handle, outcomes_handle)) => {
-                    admitted_any |= !rows.is_empty();
+                    let polled = !rows.is_empty();
+                    admitted_any |= polled;
                     Metrics::add(&metrics.frames_admitted, rows.len() as u64);
                     let mut refused = Vec::new();
-                    admit(handle, capability, rows, &mut in_flight, metrics, |row, floor| {
+                    let latest = admit(handle, capability, rows, &mut in_flight, metrics, |row, floor| {
                         let (d, watermark) = match row {
                             SourceRow::Row(d) if clock.tick_of(d.event_time) >= floor => {
                                 let tick = clock.tick_of(d.event_time);
@@ -375,8 +545,12 @@ fn drive(
                             None
                         }
                     });
-                    if let Some(at) = &input.outcomes_capability {
-                        admit(outcomes_handle, at, refused, &mut in_flight, metrics, |o, floor| Some((o, floor)));
+                    let refused = match &input.outcomes_capability {
+                        Some(at) => admit(outcomes_handle, at, refused, &mut in_flight, metrics, |o, f| Some((o, f))),
+                        None => None,
+                    };
+                    if polled {
+                        participation.logs[index].record(latest.max(refused).unwrap_or(*capability.time()));
                     }
                     false
                 }
@@ -405,6 +579,10 @@ fn drive(
         let sources_done = inputs.iter().all(|i| i.capability.is_none());
         if sources_done && probe.with_frontier(|f| f.is_empty()) {
             in_flight.retire(probe, &job.metrics);
+            if let Some(checkpoints) = &job.checkpoints {
+                let counts: Vec<u64> = participation.logs.iter().map(|l| l.count).collect();
+                checkpoints.worker_finished(worker.index(), participation.positions(job, sources, &counts));
+            }
             return Ok(());
         }
         if admitted_any {

@@ -1,0 +1,234 @@
+//! Taking checkpoints while a job runs (see [`crate::checkpoint`]).
+//!
+//! A round, every `interval`:
+//! 1. Worker 0 sets a barrier at tick `X`: the furthest any sink has
+//!    written. Sinks write no tick at or after `X` until the round ends.
+//! 2. Each sink, once it has written every tick before `X`, makes that
+//!    durable ([`Sink::checkpoint`](crate::registry::Sink::checkpoint)) and
+//!    reports where it stands.
+//! 3. Each worker, once its probe has passed `X`, reports its sources'
+//!    positions past the polls whose every output is stamped before `X`.
+//! 4. The last report writes the checkpoint; the barrier lifts, and the
+//!    sources may release what the checkpoint no longer needs.
+//!
+//! Sinks thus stand exactly at `X` in every checkpoint, whatever the
+//! timing, and the sources' positions are consistent with them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{Checkpoint, FINISHED, Positions};
+use crate::time::{Tick, TickClock};
+
+pub(crate) struct Checkpoints {
+    dir: PathBuf,
+    clock: TickClock,
+    workers: usize,
+    sinks: Vec<String>,
+    interval: Duration,
+    /// Outputs stamped before this tick were delivered before a restart.
+    pub resume_tick: Tick,
+    /// Ticks after a frame's own by which its every output is stamped;
+    /// `None` when a session or global view may need it forever.
+    pub horizon: Option<Tick>,
+    state: Mutex<State>,
+}
+
+struct State {
+    last: Checkpoint,
+    round: Option<Round>,
+    since: Instant,
+    /// Per sink, the tick before which it has written everything.
+    written: BTreeMap<String, Tick>,
+    /// Changes when a round starts or ends: sinks then have work.
+    version: u64,
+    finals: Vec<Option<BTreeMap<String, Positions>>>,
+    closed_sinks: BTreeMap<String, Option<String>>,
+}
+
+struct Round {
+    id: u64,
+    barrier: Tick,
+    workers: Vec<Option<BTreeMap<String, Positions>>>,
+    sinks: BTreeMap<String, Option<String>>,
+}
+
+/// A round as workers and sinks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Barrier {
+    pub id: u64,
+    pub tick: Tick,
+}
+
+impl Checkpoints {
+    pub fn new(
+        dir: PathBuf,
+        last: Option<Checkpoint>,
+        clock: TickClock,
+        workers: usize,
+        sinks: Vec<String>,
+        interval: Duration,
+        horizon: Option<Tick>,
+    ) -> Checkpoints {
+        let resume_tick = last.as_ref().map_or(0, |c| frontier_tick(clock, c.frontier));
+        Checkpoints {
+            dir,
+            clock,
+            workers,
+            sinks,
+            interval,
+            resume_tick,
+            horizon,
+            state: Mutex::new(State {
+                last: last.unwrap_or_default(),
+                round: None,
+                since: Instant::now(),
+                written: BTreeMap::new(),
+                version: 0,
+                finals: vec![None; workers],
+                closed_sinks: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn last(&self) -> Checkpoint {
+        self.lock().last.clone()
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.lock().last.id
+    }
+
+    pub fn barrier(&self) -> Option<Barrier> {
+        self.lock().round.as_ref().map(|r| Barrier { id: r.id, tick: r.barrier })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// Worker 0, each turn: starts a round when one is due and there is
+    /// progress to record. `probe` is its probe's frontier.
+    pub fn maybe_start(&self, probe: Option<Tick>) {
+        let Some(probe) = probe else { return };
+        let mut state = self.lock();
+        if state.round.is_some() || state.since.elapsed() < self.interval {
+            return;
+        }
+        // Never behind the checkpoint resumed from: outputs before it are
+        // not written again, so a sink's position there is its position
+        // at any earlier tick too.
+        let barrier = state.written.values().copied().max().unwrap_or(probe).max(probe).max(self.resume_tick);
+        if state.last.id > 0 && barrier <= frontier_tick(self.clock, state.last.frontier) {
+            return;
+        }
+        state.since = Instant::now();
+        let id = state.last.id + 1;
+        state.round = Some(Round {
+            id,
+            barrier,
+            workers: vec![None; self.workers],
+            sinks: self.sinks.iter().map(|s| (s.clone(), None)).collect(),
+        });
+        state.version += 1;
+    }
+
+    /// A sink has written every tick before `tick`.
+    pub fn sink_written(&self, sink: &str, tick: Tick) {
+        self.lock().written.insert(sink.to_owned(), tick);
+    }
+
+    /// A sink stands at the barrier of round `id`, at `position`.
+    pub fn sink_reported(&self, id: u64, sink: &str, position: Option<String>) -> Result<(), String> {
+        let mut state = self.lock();
+        let Some(round) = state.round.as_mut().filter(|r| r.id == id) else { return Ok(()) };
+        round.sinks.insert(sink.to_owned(), Some(position.unwrap_or_default()));
+        self.complete(&mut state)
+    }
+
+    /// A worker's sources' positions for round `id`.
+    pub fn worker_reported(
+        &self,
+        id: u64,
+        worker: usize,
+        positions: BTreeMap<String, Positions>,
+    ) -> Result<(), String> {
+        let mut state = self.lock();
+        let Some(round) = state.round.as_mut().filter(|r| r.id == id) else { return Ok(()) };
+        round.workers[worker] = Some(positions);
+        self.complete(&mut state)
+    }
+
+    fn complete(&self, state: &mut State) -> Result<(), String> {
+        let Some(round) = state.round.as_ref() else { return Ok(()) };
+        if round.workers.iter().any(Option::is_none) || round.sinks.values().any(Option::is_none) {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint {
+            id: round.id,
+            frontier: self.clock.start_of(round.barrier),
+            sources: merge(&round.workers),
+            sinks: round
+                .sinks
+                .iter()
+                .filter_map(|(n, p)| Some((n.clone(), p.clone()?)).filter(|(_, p)| !p.is_empty()))
+                .collect(),
+        };
+        checkpoint.store(&self.dir)?;
+        state.last = checkpoint;
+        state.round = None;
+        state.version += 1;
+        Ok(())
+    }
+
+    /// A worker has finished: every output is delivered; its sources'
+    /// final positions.
+    pub fn worker_finished(&self, worker: usize, positions: BTreeMap<String, Positions>) {
+        self.lock().finals[worker] = Some(positions);
+    }
+
+    /// A sink has delivered everything and closed, at `position`.
+    pub fn sink_closed(&self, sink: &str, position: Option<String>) {
+        self.lock().closed_sinks.insert(sink.to_owned(), position);
+    }
+
+    /// Once the job has finished: a checkpoint that every output is
+    /// delivered, so running the job again resumes after its input.
+    pub fn finish(&self) -> Result<(), String> {
+        let mut state = self.lock();
+        if state.finals.iter().any(Option::is_none) || self.sinks.iter().any(|s| !state.closed_sinks.contains_key(s)) {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint {
+            id: state.last.id + 1,
+            frontier: FINISHED,
+            sources: merge(&state.finals),
+            sinks: state.closed_sinks.iter().filter_map(|(n, p)| Some((n.clone(), p.clone()?))).collect(),
+        };
+        checkpoint.store(&self.dir)?;
+        state.last = checkpoint;
+        Ok(())
+    }
+}
+
+/// The tick of a checkpoint's frontier.
+fn frontier_tick(clock: TickClock, frontier: crate::time::Millis) -> Tick {
+    if frontier == FINISHED { Tick::MAX } else { clock.tick_of(frontier) }
+}
+
+/// The positions of every worker's partitions, per source.
+fn merge(workers: &[Option<BTreeMap<String, Positions>>]) -> BTreeMap<String, Positions> {
+    let mut merged: BTreeMap<String, Positions> = BTreeMap::new();
+    for positions in workers.iter().flatten() {
+        for (source, entries) in positions {
+            merged.entry(source.clone()).or_default().extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    merged
+}
