@@ -32,10 +32,6 @@ use crate::time::Millis;
 /// A source's positions, by a key of its own (a camera, a partition).
 pub type Positions = BTreeMap<String, String>;
 
-/// The event time of the checkpoint taken when a job has finished: every
-/// output is delivered.
-pub const FINISHED: Millis = Millis::MAX;
-
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Counts up with every checkpoint of the state folder.

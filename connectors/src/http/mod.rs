@@ -15,6 +15,12 @@
 //!   type; 503 with `Retry-After` when the queue is full (the engine takes
 //!   only what it can finish) or the job is stopping.
 //!
+//! In a durable job (`frameflow run --durable`) every admitted frame is
+//! journaled ([`engine::journal`]) and synced to disk before the 202; a
+//! restarted job replays the frames its last checkpoint had not put behind
+//! it, then serves new ones. Without a state folder a 202 means admitted
+//! to memory.
+//!
 //! Admitted frames wait in a queue of at most `queue` frames (default 64)
 //! until the engine polls them, and at most `queue` requests are read at
 //! once (each up to 4 × `max_bytes`, within 30 s), so memory stays bounded
@@ -28,8 +34,9 @@
 
 pub mod auth;
 pub mod client;
+pub mod record;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -42,6 +49,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use engine::checkpoint::{Positions, SourceContext};
+use engine::journal::Journal;
 use engine::model::{Frame, MediaType, stable_hash};
 use engine::plan::SourceSpec;
 use engine::registry::{Partition, Source, SourceFactory, SourcePoll};
@@ -102,10 +111,42 @@ impl SourceFactory for HttpSourceFactory {
     }
 
     fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String> {
+        self.open_at(spec, partition, &SourceContext::default())
+    }
+
+    fn open_at(
+        &self,
+        spec: &SourceSpec,
+        partition: Partition,
+        context: &SourceContext,
+    ) -> Result<Box<dyn Source>, String> {
         if partition.worker != 0 {
             return Ok(Box::new(ServedElsewhere));
         }
         let config = Config::from_spec(spec)?;
+        let mut queue = Queue {
+            accepting: true,
+            frames: VecDeque::new(),
+            watermarks: CameraWatermarks::new(spec.lateness_ms),
+            cameras: HashMap::new(),
+            newest: None,
+            recent: Default::default(),
+        };
+        let mut resume = Resume::default();
+        let journal = match &context.state_dir {
+            Some(dir) => {
+                let (journal, damage) = Journal::open(&dir.join("journal"), SEGMENT_BYTES)?;
+                for damage in damage {
+                    eprintln!("frameflow: source `{}`: {damage}", spec.name);
+                }
+                let from = context.positions.get(JOURNAL_KEY).map_or(Ok(0), |p| {
+                    p.parse::<u64>().map_err(|_| format!("bad journal position `{p}` in the checkpoint"))
+                })?;
+                resume = Resume::read(&journal, from, &spec.name, &mut queue)?;
+                Some(journal)
+            }
+            None => None,
+        };
         let listener = std::net::TcpListener::bind(config.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -115,13 +156,8 @@ impl SourceFactory for HttpSourceFactory {
             capacity: config.queue,
             tenant: (spec.tenant != "default").then(|| spec.tenant.clone()),
             reading: tokio::sync::Semaphore::new(config.queue),
-            queue: Mutex::new(Queue {
-                accepting: true,
-                frames: VecDeque::new(),
-                watermarks: CameraWatermarks::new(spec.lateness_ms),
-                cameras: HashMap::new(),
-                newest: None,
-            }),
+            journal,
+            queue: Mutex::new(queue),
         });
         let app = Router::new()
             .route("/v1/frames/{source_id}", post(receive))
@@ -147,7 +183,17 @@ impl SourceFactory for HttpSourceFactory {
                 })
             })
             .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
-        Ok(Box::new(HttpSource { ingest, idle: config.idle, stop: Some(stop), server: Some(server) }))
+        Ok(Box::new(HttpSource {
+            ingest,
+            idle: config.idle,
+            stop: Some(stop),
+            server: Some(server),
+            resume,
+            polls: VecDeque::new(),
+            forgotten: 0,
+            position: 0,
+            checkpointed: VecDeque::new(),
+        }))
     }
 }
 
@@ -173,6 +219,8 @@ struct Ingest {
     tenant: Option<String>,
     /// Requests being read: at most `capacity` at once.
     reading: tokio::sync::Semaphore,
+    /// Where admitted frames are made durable, in a durable job.
+    journal: Option<Journal>,
     queue: Mutex<Queue>,
 }
 
@@ -180,13 +228,55 @@ struct Queue {
     /// Cleared, under this lock, when the job stops: no frame is admitted
     /// after the source has said it is done.
     accepting: bool,
-    frames: VecDeque<Frame>,
+    /// Frames admitted, each with its journal sequence number (0 without
+    /// a journal).
+    frames: VecDeque<(Frame, u64)>,
     /// Keyed by tenant and camera: tenants never share a watermark.
     watermarks: CameraWatermarks,
     /// Per tenant and camera: frames seen, and when the last came.
     cameras: HashMap<Arc<str>, (u64, Instant)>,
     /// The newest event time admitted, and when.
     newest: Option<(Millis, Instant)>,
+    /// Ids of the frames admitted lately (and, after a restart, those
+    /// replayed), oldest first: a client's retry of one is answered 202
+    /// again, and not admitted twice.
+    recent: (HashSet<Arc<str>>, VecDeque<Arc<str>>),
+}
+
+/// How many recent frame ids a source remembers to spot retries.
+const RECENT: usize = 1 << 16;
+
+impl Queue {
+    /// Remembers `id`; `false` if it was already admitted.
+    fn remember(&mut self, id: &Arc<str>) -> bool {
+        let (known, order) = &mut self.recent;
+        if !known.insert(id.clone()) {
+            return false;
+        }
+        order.push_back(id.clone());
+        if order.len() > RECENT
+            && let Some(oldest) = order.pop_front()
+        {
+            known.remove(&oldest);
+        }
+        true
+    }
+
+    /// Notes a frame of `key` (tenant and camera) at `at`: its number in
+    /// the camera's sequence, and the watermark it is late against, if so.
+    fn observe(&mut self, key: &Arc<str>, at: Millis) -> (u64, Option<Millis>) {
+        let (seen, _) = *self.cameras.get(key).unwrap_or(&(0, Instant::now()));
+        self.cameras.insert(key.clone(), (seen + 1, Instant::now()));
+        let late = self.watermarks.observe(key, at);
+        if self.newest.is_none_or(|(newest, _)| at >= newest) {
+            self.newest = Some((at, Instant::now()));
+        }
+        (seen, late)
+    }
+}
+
+fn camera_key(tenant: &str, source_id: &str) -> Arc<str> {
+    format!("{tenant}\u{0}{source_id}").into()
 }
 
 impl Ingest {
@@ -201,6 +291,82 @@ struct HttpSource {
     idle: Duration,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
+    resume: Resume,
+    /// Per poll not yet behind a checkpoint: the journal position after it.
+    polls: VecDeque<u64>,
+    /// Polls already behind a checkpoint.
+    forgotten: u64,
+    /// The journal position behind the latest checkpoint.
+    position: u64,
+    /// Checkpoints taken and not yet durable: polls, and position.
+    checkpointed: VecDeque<(u64, u64)>,
+}
+
+/// The key of the journal position in a checkpoint.
+const JOURNAL_KEY: &str = "journal";
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Journaled frames a restarted job replays before it polls new ones.
+#[derive(Default)]
+struct Resume {
+    replay: Option<engine::journal::Replay>,
+    /// The event times still to replay, to keep the promise behind them.
+    times: BTreeMap<Millis, usize>,
+    /// Per journal record, its frame's number in its camera and whether it
+    /// was late: decided at open, before any new frame, in journal order,
+    /// as when the frames first came.
+    marks: HashMap<u64, (u64, Option<Millis>)>,
+}
+
+impl Resume {
+    fn read(journal: &Journal, from: u64, name: &str, queue: &mut Queue) -> Result<Resume, String> {
+        let mut resume = Resume { replay: Some(journal.replay(from)), ..Resume::default() };
+        for record in journal.replay(from) {
+            let (seq, payload) = record?;
+            if let Ok(frame) = record::decode(&payload) {
+                *resume.times.entry(frame.event_time).or_insert(0) += 1;
+                let key = camera_key(&frame.tenant, &frame.source_id);
+                resume.marks.insert(seq, queue.observe(&key, frame.event_time));
+                queue.remember(&frame.frame_id);
+            }
+        }
+        if !resume.marks.is_empty() {
+            eprintln!(
+                "frameflow: source `{name}`: replaying {} journaled frames from record {from}",
+                resume.marks.len()
+            );
+        }
+        Ok(resume)
+    }
+
+    /// Up to `max` replayed frames, and the journal position after them.
+    fn next(&mut self, max: usize, name: &str) -> Result<(Vec<Frame>, Option<u64>), String> {
+        let mut frames = Vec::new();
+        let mut position = None;
+        while frames.len() < max {
+            let Some(replay) = self.replay.as_mut() else { break };
+            let Some(record) = replay.next() else {
+                self.replay = None;
+                break;
+            };
+            let (seq, payload) = record?;
+            position = Some(seq + 1);
+            match record::decode(&payload) {
+                Ok(mut frame) => {
+                    (frame.seq, frame.late) = self.marks.remove(&seq).unwrap_or((frame.seq, None));
+                    if let Some(n) = self.times.get_mut(&frame.event_time) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.times.remove(&frame.event_time);
+                        }
+                    }
+                    frames.push(frame);
+                }
+                Err(e) => eprintln!("frameflow: source `{name}`: journal record {seq} skipped: {e}"),
+            }
+        }
+        Ok((frames, position))
+    }
 }
 
 impl Source for HttpSource {
@@ -212,12 +378,48 @@ impl Source for HttpSource {
                 _ => return Err("the HTTP server stopped".to_owned()),
             }
         }
+        if self.resume.replay.is_some() {
+            let (frames, position) = self.resume.next(max, "http")?;
+            if let Some(position) = position {
+                self.polls.push_back(position);
+                return Ok(SourcePoll::Frames(frames));
+            }
+        }
         let mut queue = self.ingest.queue();
         if queue.frames.is_empty() {
             return Ok(if queue.accepting { SourcePoll::Idle } else { SourcePoll::Done });
         }
         let n = max.min(queue.frames.len());
-        Ok(SourcePoll::Frames(queue.frames.drain(..n).collect()))
+        let frames: Vec<(Frame, u64)> = queue.frames.drain(..n).collect();
+        if self.ingest.journal.is_some() {
+            self.polls.push_back(frames.last().map_or(0, |(_, seq)| seq + 1));
+        }
+        Ok(SourcePoll::Frames(frames.into_iter().map(|(frame, _)| frame).collect()))
+    }
+
+    fn checkpoint(&mut self, polls: u64) -> Positions {
+        if self.ingest.journal.is_none() {
+            return Positions::new();
+        }
+        for _ in self.forgotten..polls {
+            // A poll with no journaled frame leaves the position as it was.
+            self.position = self.polls.pop_front().unwrap_or(self.position).max(self.position);
+        }
+        self.forgotten = self.forgotten.max(polls);
+        self.checkpointed.push_back((polls, self.position));
+        Positions::from([(JOURNAL_KEY.to_owned(), self.position.to_string())])
+    }
+
+    fn committed(&mut self, polls: u64) {
+        let Some(journal) = &self.ingest.journal else { return };
+        while let Some(&(n, position)) = self.checkpointed.front().filter(|(n, _)| *n <= polls) {
+            self.checkpointed.pop_front();
+            if n == polls
+                && let Err(e) = journal.release(position)
+            {
+                eprintln!("frameflow: source `http`: {e}");
+            }
+        }
     }
 
     fn watermark(&mut self) -> Option<Millis> {
@@ -237,8 +439,9 @@ impl Source for HttpSource {
         // Once every camera has gone quiet, event time is taken to go on as
         // the clock has since the newest frame came.
         let promise = promise.unwrap_or_else(|| newest.saturating_add(when.elapsed().as_millis() as Millis) - lateness);
-        // Frames admitted but not yet polled are not behind it.
-        Some(queue.frames.iter().map(|f| f.event_time).min().map_or(promise, |t| t.min(promise)))
+        // Frames admitted or journaled but not yet polled are not behind it.
+        let waiting = queue.frames.iter().map(|(f, _)| f.event_time).chain(self.resume.times.keys().next().copied());
+        Some(waiting.min().map_or(promise, |t| t.min(promise)))
     }
 
     fn stop(&mut self) -> bool {
@@ -391,7 +594,7 @@ async fn receive(
     if let Some((media, _)) = images.iter().find(|(media, bytes)| !looks_like(bytes, *media)) {
         return Err(refuse(StatusCode::BAD_REQUEST, format!("the body is not a {} image", media.as_mime())));
     }
-    admit(&ingest, &claims, &source_id, at, images)
+    admit(&ingest, &claims, &source_id, at, images).await
 }
 
 /// How long a request's body may take to arrive.
@@ -421,52 +624,76 @@ async fn parts(request: Request, ingest: &Arc<Ingest>) -> Result<Vec<(MediaType,
     Ok(images)
 }
 
-/// Queues the frames, all or none: 202 with their ids, or 503 when the
-/// queue cannot take them.
-fn admit(
+/// Queues the frames, all or none, journaling each in a durable job: 202
+/// with their ids once they are on disk, 503 when the queue cannot take
+/// them.
+async fn admit(
     ingest: &Ingest,
     claims: &Claims,
     source_id: &str,
     at: Millis,
     images: Vec<(MediaType, Bytes)>,
 ) -> Result<Response, Refusal> {
-    let mut queue = ingest.queue();
-    if !queue.accepting {
-        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
-    }
-    if queue.frames.len() + images.len() > ingest.capacity {
-        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "frameflow is at capacity; retry shortly"));
-    }
-    let tenant: Arc<str> = claims.tenant.as_str().into();
-    let camera: Arc<str> = source_id.into();
-    // Watermarks and sequence numbers are per tenant and camera: another
-    // tenant's camera of the same name is another camera.
-    let key: Arc<str> = format!("{tenant}\u{0}{source_id}").into();
     let mut ids = Vec::new();
-    for (media, bytes) in images {
-        let (seen, _) = *queue.cameras.get(&key).unwrap_or(&(0, Instant::now()));
-        queue.cameras.insert(key.clone(), (seen + 1, Instant::now()));
-        let late = queue.watermarks.observe(&key, at);
-        if queue.newest.is_none_or(|(newest, _)| at >= newest) {
-            queue.newest = Some((at, Instant::now()));
+    let mut durable = Vec::new();
+    {
+        let mut queue = ingest.queue();
+        if !queue.accepting {
+            return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
         }
-        // The same image sent again for the same camera and X-Event-Time
-        // (a client's retry) gets the same id.
-        let id = stable_hash(&[tenant.as_bytes(), source_id.as_bytes(), &at.to_le_bytes(), &bytes]);
-        let frame_id: Arc<str> = format!("{id:016x}").into();
-        ids.push(frame_id.to_string());
-        queue.frames.push_back(Frame {
-            frame_id,
-            tenant: tenant.clone(),
-            source_id: camera.clone(),
-            seq: seen,
-            event_time: at,
-            ingest_time: now_ms(),
-            media_type: media,
-            bytes: bytes.to_vec().into(),
-            late,
-            refused: None,
-        });
+        if queue.frames.len() + images.len() > ingest.capacity {
+            return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "frameflow is at capacity; retry shortly"));
+        }
+        let tenant: Arc<str> = claims.tenant.as_str().into();
+        let camera: Arc<str> = source_id.into();
+        // Watermarks and sequence numbers are per tenant and camera: another
+        // tenant's camera of the same name is another camera.
+        let key = camera_key(&tenant, source_id);
+        for (media, bytes) in images {
+            // The same image sent again for the same camera and X-Event-Time
+            // (a client's retry) gets the same id, and is admitted once.
+            let id = stable_hash(&[tenant.as_bytes(), source_id.as_bytes(), &at.to_le_bytes(), &bytes]);
+            let frame_id: Arc<str> = format!("{id:016x}").into();
+            ids.push(frame_id.to_string());
+            if !queue.remember(&frame_id) {
+                continue;
+            }
+            let (seen, late) = queue.observe(&key, at);
+            let frame = Frame {
+                frame_id,
+                tenant: tenant.clone(),
+                source_id: camera.clone(),
+                seq: seen,
+                event_time: at,
+                ingest_time: now_ms(),
+                media_type: media,
+                bytes: bytes.to_vec().into(),
+                late,
+                refused: None,
+            };
+            // Journaled under the queue's lock: journal order is queue order.
+            let seq = match &ingest.journal {
+                Some(journal) => {
+                    let (done, synced) = tokio::sync::oneshot::channel();
+                    let seq = journal.append(
+                        &record::encode(&frame),
+                        Box::new(move |result| {
+                            let _ = done.send(result);
+                        }),
+                    );
+                    durable.push(synced);
+                    seq
+                }
+                None => 0,
+            };
+            queue.frames.push_back((frame, seq));
+        }
+    }
+    for synced in durable {
+        let result = synced.await.unwrap_or_else(|_| Err("the journal stopped".to_owned()));
+        if let Err(e) = result {
+            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("the frame could not be made durable: {e}")));
+        }
     }
     let body = if ids.len() == 1 {
         serde_json::json!({ "frame_id": ids[0] })

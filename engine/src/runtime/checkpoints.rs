@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{Checkpoint, FINISHED, Positions};
+use crate::checkpoint::{Checkpoint, Positions};
 use crate::time::{Tick, TickClock};
 
 pub(crate) struct Checkpoints {
@@ -42,6 +42,8 @@ struct State {
     since: Instant,
     /// Per sink, the tick before which it has written everything.
     written: BTreeMap<String, Tick>,
+    /// The latest tick of any record a sink wrote.
+    latest: Option<Tick>,
     /// Changes when a round starts or ends: sinks then have work.
     version: u64,
     finals: Vec<Option<BTreeMap<String, Positions>>>,
@@ -72,7 +74,7 @@ impl Checkpoints {
         interval: Duration,
         horizon: Option<Tick>,
     ) -> Checkpoints {
-        let resume_tick = last.as_ref().map_or(0, |c| frontier_tick(clock, c.frontier));
+        let resume_tick = last.as_ref().map_or(0, |c| clock.tick_of(c.frontier));
         Checkpoints {
             dir,
             clock,
@@ -86,6 +88,7 @@ impl Checkpoints {
                 round: None,
                 since: Instant::now(),
                 written: BTreeMap::new(),
+                latest: None,
                 version: 0,
                 finals: vec![None; workers],
                 closed_sinks: BTreeMap::new(),
@@ -125,7 +128,7 @@ impl Checkpoints {
         // not written again, so a sink's position there is its position
         // at any earlier tick too.
         let barrier = state.written.values().copied().max().unwrap_or(probe).max(probe).max(self.resume_tick);
-        if state.last.id > 0 && barrier <= frontier_tick(self.clock, state.last.frontier) {
+        if state.last.id > 0 && barrier <= self.clock.tick_of(state.last.frontier) {
             return;
         }
         state.since = Instant::now();
@@ -139,9 +142,12 @@ impl Checkpoints {
         state.version += 1;
     }
 
-    /// A sink has written every tick before `tick`.
-    pub fn sink_written(&self, sink: &str, tick: Tick) {
-        self.lock().written.insert(sink.to_owned(), tick);
+    /// A sink has written every tick before `tick`, the latest of them
+    /// at `latest`.
+    pub fn sink_written(&self, sink: &str, tick: Tick, latest: Option<Tick>) {
+        let mut state = self.lock();
+        state.written.insert(sink.to_owned(), tick);
+        state.latest = state.latest.max(latest);
     }
 
     /// A sink stands at the barrier of round `id`, at `position`.
@@ -198,16 +204,19 @@ impl Checkpoints {
         self.lock().closed_sinks.insert(sink.to_owned(), position);
     }
 
-    /// Once the job has finished: a checkpoint that every output is
-    /// delivered, so running the job again resumes after its input.
+    /// Once the job has finished: a checkpoint after every output, so
+    /// running the job again resumes after its input. Its frontier is just
+    /// past the latest output: input replayed again (a source without
+    /// positions) is not delivered twice, and new input, later, is.
     pub fn finish(&self) -> Result<(), String> {
         let mut state = self.lock();
         if state.finals.iter().any(Option::is_none) || self.sinks.iter().any(|s| !state.closed_sinks.contains_key(s)) {
             return Ok(());
         }
+        let after = state.latest.map_or(0, |t| t + 1).max(self.resume_tick);
         let checkpoint = Checkpoint {
             id: state.last.id + 1,
-            frontier: FINISHED,
+            frontier: self.clock.start_of(after.max(self.clock.tick_of(state.last.frontier))),
             sources: merge(&state.finals),
             sinks: state.closed_sinks.iter().filter_map(|(n, p)| Some((n.clone(), p.clone()?))).collect(),
         };
@@ -215,11 +224,6 @@ impl Checkpoints {
         state.last = checkpoint;
         Ok(())
     }
-}
-
-/// The tick of a checkpoint's frontier.
-fn frontier_tick(clock: TickClock, frontier: crate::time::Millis) -> Tick {
-    if frontier == FINISHED { Tick::MAX } else { clock.tick_of(frontier) }
 }
 
 /// The positions of every worker's partitions, per source.

@@ -437,6 +437,7 @@ fn write_to_sink<'scope>(
                 };
                 let rest = pending.split_off(&limit);
                 let ready = std::mem::replace(&mut pending, rest);
+                let latest = ready.keys().next_back().copied();
                 let result = (|| {
                     for (_, records) in ready.values() {
                         out.write(records)?;
@@ -447,7 +448,7 @@ fn write_to_sink<'scope>(
                     // Capabilities go (with `ready`) only once delivered.
                     drop(ready);
                     let Some(checkpoints) = &checkpoints else { return Ok(()) };
-                    checkpoints.sink_written(&name, limit);
+                    checkpoints.sink_written(&name, limit, latest);
                     if let Some(b) = barrier.filter(|b| b.id != reported && upto >= b.tick) {
                         reported = b.id;
                         let position = out.checkpoint()?;

@@ -1,0 +1,281 @@
+//! Crash recovery: `frameflow run --durable` killed with SIGKILL at random
+//! points, ten times, then run to the end. Whatever the kills hit, the
+//! output is that of one uninterrupted run: every frame (every frame that
+//! got a 202, over HTTP) is processed once, and every window count equals
+//! a batch recount of the detections.
+//!
+//! The kill points are random; each test prints them, so a failure can be
+//! replayed by hand.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+const ROUNDS: usize = 10;
+
+/// The frames of both quickstart cameras, 60 each.
+fn frames() -> Vec<(String, PathBuf)> {
+    let mut all = Vec::new();
+    for camera in ["market-a", "market-b"] {
+        all.extend(common::camera_frames(camera).into_iter().take(60).map(|p| (camera.to_owned(), p)));
+    }
+    // In capture order across cameras, as devices would send them.
+    all.sort_by_key(|(camera, path)| (event_time(path), camera.clone()));
+    all
+}
+
+fn event_time(path: &Path) -> i64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// A pseudo-random number below `n`, different every run.
+fn random(n: u64) -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    (nanos ^ (nanos >> 7)).wrapping_mul(0x9e37_79b9_7f4a_7c15) % n
+}
+
+const VIEWS: &str = "
+    CREATE STREAM found AS SELECT * FROM DETECT(cams, model => 'objects', min_confidence => 0.3);
+    CREATE VIEW counts AS
+      SELECT source_id, label, window_start, count(*) AS n
+      FROM TUMBLE(found, event_time, INTERVAL '2' SECOND)
+      GROUP BY source_id, label, window_start;
+    CREATE SINK d FROM found INTO FILE 'out/detections.jsonl';
+    CREATE SINK c FROM counts INTO FILE 'out/counts.jsonl';
+    CREATE SINK o FROM outcomes INTO FILE 'out/outcomes.jsonl';";
+
+fn frameflow(dir: &Path, durable: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_frameflow"));
+    command
+        .current_dir(dir)
+        .args(["run", "job.sql", "--progress", "none", "--workers", "2", "--checkpoint-interval", "100ms"])
+        .env("FRAMEFLOW_ASSETS", common::assets())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if durable {
+        command.arg("--durable");
+    }
+    command
+}
+
+/// A detection without its frame's id (which differs between sources).
+fn detection_key(d: &Value) -> String {
+    let fields = ["source_id", "event_time", "label", "confidence", "x", "y", "w", "h"];
+    fields.iter().map(|f| d[f].to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// Window counts recomputed in one batch from the detections.
+fn recount(detections: &[Value]) -> BTreeMap<(String, String, i64), i64> {
+    let mut counts = BTreeMap::new();
+    for d in detections {
+        let at = engine::time::parse_rfc3339_ms(d["event_time"].as_str().unwrap()).unwrap();
+        let key =
+            (d["source_id"].as_str().unwrap().to_owned(), d["label"].as_str().unwrap().to_owned(), at - at % 2000);
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn counts_of(path: &Path) -> BTreeMap<(String, String, i64), i64> {
+    let mut counts = BTreeMap::new();
+    for row in common::read_jsonl(path) {
+        let start = engine::time::parse_rfc3339_ms(row["window_start"].as_str().unwrap()).unwrap();
+        let key = (row["source_id"].as_str().unwrap().to_owned(), row["label"].as_str().unwrap().to_owned(), start);
+        assert!(counts.insert(key.clone(), row["n"].as_i64().unwrap()).is_none(), "window {key:?} twice");
+    }
+    counts
+}
+
+/// The output of one uninterrupted run over the same frames, read from a
+/// folder.
+fn reference(root: &Path) -> (Vec<String>, BTreeMap<(String, String, i64), i64>) {
+    let dir = root.join("reference");
+    for (camera, path) in frames() {
+        std::fs::create_dir_all(dir.join("frames").join(&camera)).unwrap();
+        std::fs::copy(&path, dir.join("frames").join(&camera).join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.join("job.sql"),
+        format!("CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (lateness = '1s');{VIEWS}"),
+    )
+    .unwrap();
+    let output = frameflow(&dir, false).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let detections = common::read_jsonl(&dir.join("out/detections.jsonl"));
+    let mut keys: Vec<String> = detections.iter().map(detection_key).collect();
+    keys.sort();
+    (keys, counts_of(&dir.join("out/counts.jsonl")))
+}
+
+fn check_against(dir: &Path, reference: &(Vec<String>, BTreeMap<(String, String, i64), i64>)) {
+    let detections = common::read_jsonl(&dir.join("out/detections.jsonl"));
+    let mut keys: Vec<String> = detections.iter().map(detection_key).collect();
+    keys.sort();
+    assert_eq!(keys.len(), reference.0.len(), "as many detections as one uninterrupted run");
+    assert!(keys == reference.0, "the same detections as one uninterrupted run");
+    let counts = counts_of(&dir.join("out/counts.jsonl"));
+    assert_eq!(counts, recount(&detections), "every window count equals a batch recount");
+    assert_eq!(counts, reference.1, "the same window counts as one uninterrupted run");
+    // Every frame has exactly one outcome.
+    let outcomes = common::read_jsonl(&dir.join("out/outcomes.jsonl"));
+    let ids: BTreeSet<&str> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), outcomes.len(), "no frame has two outcomes");
+    assert_eq!(outcomes.len(), frames().len(), "every frame has an outcome");
+}
+
+#[test]
+fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let reference = reference(root.path());
+    let dir = root.path().join("durable");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("job.sql"),
+        format!("CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (lateness = '1s');{VIEWS}"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root.path().join("reference/frames"), dir.join("frames")).unwrap();
+    let mut kills = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut job = frameflow(&dir, true).spawn().unwrap();
+        let after = Duration::from_millis(300 + random(2500));
+        kills.push(after.as_millis());
+        std::thread::sleep(after);
+        job.kill().unwrap();
+        job.wait().unwrap();
+    }
+    eprintln!("killed after (ms): {kills:?}");
+    let output = frameflow(&dir, true).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    check_against(&dir, &reference);
+
+    // Run again, finished: nothing more is written.
+    let before = sorted_lines(&dir.join("out/detections.jsonl"));
+    let output = frameflow(&dir, true).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(sorted_lines(&dir.join("out/detections.jsonl")), before);
+}
+
+/// The job, with an HTTP source, started and listening.
+struct Server(Child);
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Server {
+        let child = frameflow(dir, true).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP source never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// POSTs a frame as a device does; the status (0: no answer).
+fn post(port: u16, token: &str, camera: &str, path: &Path) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "--max-time", "30"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: image/jpeg"])
+        .args(["-H", &format!("X-Event-Time: {}", event_time(path))])
+        .arg("--data-binary")
+        .arg(format!("@{}", path.display()))
+        .arg(format!("http://127.0.0.1:{port}/v1/frames/{camera}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
+    let root = tempfile::tempdir().unwrap();
+    let reference = reference(root.path());
+    let dir = root.path().join("http");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "a secret of the recovery test, long enough").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("job.sql"),
+        format!(
+            "CREATE SOURCE cams FROM HTTP WITH (listen = '127.0.0.1:{port}', jwt_secret_file = 'secret',
+               queue = 8, lateness = '1s', idle_timeout = '1h');{VIEWS}"
+        ),
+    )
+    .unwrap();
+    let claims = connectors::http::auth::Claims {
+        tenant: "default".into(),
+        sources: vec!["*".into()],
+        scope: "ingest".into(),
+        exp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600,
+        nbf: None,
+    };
+    let token = connectors::http::auth::mint(&claims, &dir.join("secret")).unwrap();
+    let frames = frames();
+    // Kill after a random number of acknowledged frames, at a random
+    // moment after it: often with requests in flight.
+    let mut kill_at: Vec<usize> = (0..ROUNDS).map(|_| random(frames.len() as u64) as usize).collect();
+    kill_at.sort();
+    eprintln!("killed after frames: {kill_at:?}");
+    let mut acknowledged = BTreeSet::new();
+    let mut server = Server::start(&dir, port);
+    let mut next = 0;
+    while next < frames.len() {
+        if kill_at.first().is_some_and(|&k| k <= next) {
+            kill_at.remove(0);
+            let victim = server.0.id();
+            let delay = random(40);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay));
+                let _ = Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+            });
+        }
+        let (camera, path) = &frames[next];
+        match post(port, &token, camera, path) {
+            (202, body) => {
+                let answer: Value = serde_json::from_str(&body).unwrap();
+                acknowledged.insert(answer["frame_id"].as_str().unwrap().to_owned());
+                next += 1;
+            }
+            (503, _) => std::thread::sleep(Duration::from_millis(20)),
+            (0, _) => {
+                // No answer: the job died. Restart it and send the frame again.
+                let _ = server.0.wait();
+                server = Server::start(&dir, port);
+            }
+            (status, body) => panic!("{status}: {body}"),
+        }
+        if server.0.try_wait().unwrap().is_some() {
+            server = Server::start(&dir, port);
+        }
+    }
+    // Stop gracefully: what was accepted is finished and written.
+    Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "the job stops cleanly");
+    check_against(&dir, &reference);
+    let outcomes = common::read_jsonl(&dir.join("out/outcomes.jsonl"));
+    let processed: BTreeSet<String> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(processed, acknowledged, "every acknowledged frame is processed, once");
+}
