@@ -10,6 +10,10 @@
 //! reader therefore sees whole files only. A new run of the job replaces
 //! the files of the last one, as the FILE sink replaces its file.
 //!
+//! In a durable job a checkpoint rolls the open file and records the next
+//! part's number; a job resuming from it removes later parts and
+//! unfinished files, and goes on from that number.
+//!
 //! Options: `max_file_bytes`, `roll_interval`, `compression` (`snappy`,
 //! the default, `zstd` or `none`).
 
@@ -37,6 +41,10 @@ pub struct ParquetSinkFactory;
 
 impl SinkFactory for ParquetSinkFactory {
     fn open(&self, spec: &SinkSpec, schema: SchemaRef) -> Result<Box<dyn Sink>, String> {
+        self.resume(spec, schema, None)
+    }
+
+    fn resume(&self, spec: &SinkSpec, schema: SchemaRef, position: Option<&str>) -> Result<Box<dyn Sink>, String> {
         reject_unknown(&spec.options, OPTIONS)?;
         let option = |name: &str| spec.options.get(name).map(String::as_str);
         let max_file_bytes = option("max_file_bytes").map(|v| parse_bytes("max_file_bytes", v)).transpose()?;
@@ -50,7 +58,11 @@ impl SinkFactory for ParquetSinkFactory {
         let folder =
             PathBuf::from(spec.location.as_deref().ok_or("PARQUET needs a folder: INTO PARQUET 'out/detections'")?);
         fs::create_dir_all(&folder).map_err(|e| format!("cannot create folder `{}`: {e}", folder.display()))?;
-        remove_parts(&folder)?;
+        let next_part = match position {
+            None => 0,
+            Some(p) => p.parse().map_err(|_| format!("bad checkpoint position `{p}`"))?,
+        };
+        remove_parts(&folder, next_part)?;
         Ok(Box::new(ParquetSink {
             folder,
             schema,
@@ -61,18 +73,20 @@ impl SinkFactory for ParquetSinkFactory {
             max_file_bytes: max_file_bytes.unwrap_or(64 << 20).max(1),
             roll_interval,
             current: None,
-            next_part: 0,
+            next_part,
         }))
     }
 }
 
-/// Removes the files of an earlier run: finished parts and unfinished ones.
-fn remove_parts(folder: &Path) -> Result<(), String> {
+/// Removes the files of an earlier run: unfinished ones, and finished
+/// parts from number `keep` on.
+fn remove_parts(folder: &Path, keep: u32) -> Result<(), String> {
     let entries = fs::read_dir(folder).map_err(|e| format!("cannot list `{}`: {e}", folder.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(IN_PROGRESS));
-        if ours {
+        let number = name.strip_prefix("part-").and_then(|n| n.get(..5)).and_then(|n| n.parse::<u32>().ok());
+        let ours = number.is_some() && (name.ends_with(".parquet") || name.ends_with(IN_PROGRESS));
+        if ours && (name.ends_with(IN_PROGRESS) || number >= Some(keep)) {
             fs::remove_file(entry.path()).map_err(|e| format!("cannot remove old `{name}`: {e}"))?;
         }
     }
@@ -146,6 +160,11 @@ impl Sink for ParquetSink {
 
     fn close(&mut self) -> Result<(), String> {
         self.roll()
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<String>, String> {
+        self.roll()?;
+        Ok(Some(self.next_part.to_string()))
     }
 }
 
@@ -242,5 +261,35 @@ mod tests {
         spec.options.insert("compression".into(), "lzma".into());
         let error = ParquetSinkFactory.open(&spec, detection_schema()).err().unwrap();
         assert!(error.contains("'snappy'"), "{error}");
+    }
+
+    #[test]
+    fn a_resumed_sink_keeps_the_parts_of_its_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SinkSpec {
+            name: "s".into(),
+            input: "d".into(),
+            kind: "parquet".into(),
+            location: Some(dir.path().display().to_string()),
+            options: BTreeMap::new(),
+        };
+        let rows: Vec<Detection> = (0..6).map(detection).collect();
+        let records = |r: &[Detection]| r.iter().cloned().map(Record::Detection).collect::<Vec<_>>();
+        let mut sink = ParquetSinkFactory.open(&spec, detection_schema()).unwrap();
+        sink.write(&records(&rows[..3])).unwrap();
+        let position = sink.checkpoint().unwrap().unwrap();
+        assert_eq!(position, "1");
+        // Written after the checkpoint, then a crash: a finished part and an
+        // unfinished one stay behind.
+        sink.write(&records(&rows[3..])).unwrap();
+        sink.checkpoint().unwrap();
+        sink.write(&records(&rows[3..])).unwrap();
+        std::mem::forget(sink);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
+        let mut sink = ParquetSinkFactory.resume(&spec, detection_schema(), Some(&position)).unwrap();
+        assert_eq!(read_parts(dir.path()), rows[..3], "what came after the checkpoint is gone");
+        sink.write(&records(&rows[3..])).unwrap();
+        sink.close().unwrap();
+        assert_eq!(read_parts(dir.path()), rows, "and written again once");
     }
 }
