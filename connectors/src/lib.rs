@@ -7,6 +7,7 @@
 //!   rate.
 //! - `http` (feature `http`, on by default): `HTTP`, frames pushed by
 //!   devices with signed tokens; `frameflow token` and `frameflow ingest`.
+//! - `kafka` (feature `kafka`): `KAFKA` source and sink.
 //! - [`file`]: `FILE` (JSONL) and `STDOUT` sinks.
 //! - [`parquet_sink`]: `PARQUET`, rows as rolled Parquet files.
 //! - `webhook` (feature `http`): `WEBHOOK`, rows POSTed in batches with
@@ -21,6 +22,8 @@ pub mod file;
 pub mod generator;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod options;
 pub mod parquet_sink;
 #[cfg(feature = "http")]
@@ -37,6 +40,10 @@ pub fn register(registry: &mut Registry) {
     registry.sources.insert("generator", Arc::new(generator::GeneratorSourceFactory));
     #[cfg(feature = "http")]
     registry.sources.insert("http", Arc::new(http::HttpSourceFactory));
+    #[cfg(feature = "kafka")]
+    registry.sources.insert("kafka", Arc::new(kafka::KafkaSourceFactory));
+    #[cfg(feature = "kafka")]
+    registry.sinks.insert("kafka", Arc::new(kafka::KafkaSinkFactory));
     registry.sinks.insert("file", Arc::new(file::FileSinkFactory));
     registry.sinks.insert("stdout", Arc::new(file::StdoutSinkFactory));
     registry.sinks.insert("parquet", Arc::new(parquet_sink::ParquetSinkFactory));

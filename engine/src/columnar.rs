@@ -150,8 +150,21 @@ pub fn view_schema(view: &ViewSpec) -> SchemaRef {
     if view.emit == EmitMode::Updates {
         fields.push(Field::new("diff", DataType::Int64, false));
     }
-    Arc::new(Schema::new(fields))
+    // The columns that name a row (its group and window), for sinks that
+    // key rows: a replayed row then overwrites itself.
+    let key: Vec<&str> = match &view.finish {
+        Some(_) => Vec::new(),
+        None => {
+            view.columns.iter().filter(|c| !matches!(c, ViewColumn::Aggregate { .. })).map(ViewColumn::name).collect()
+        }
+    };
+    let metadata = [(KEY_METADATA.to_owned(), key.join(","))].into_iter().filter(|(_, k)| !k.is_empty()).collect();
+    Arc::new(Schema::new_with_metadata(fields, metadata))
 }
+
+/// Schema metadata naming, comma-separated, the columns that identify a
+/// view's row (see [`view_schema`]).
+pub const KEY_METADATA: &str = "frameflow.key";
 
 /// The schema of the rows of `input`, a stream, view or built-in output of
 /// `plan`.

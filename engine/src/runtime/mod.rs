@@ -119,8 +119,8 @@ pub fn run(
         let index = worker.index();
         let (mut inputs, activators) =
             worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
-        let budgets = (per_worker_budget, byte_budget);
-        let result = drive(worker, job, &mut sources, &mut inputs, &probe, budgets, &stop, &activators);
+        let limits = (per_worker_budget, byte_budget, &*stop);
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, limits, &activators);
         if result.is_err() {
             // Stop every worker, not just this one, so none waits on it.
             fail(job, result.as_ref().err().cloned().unwrap_or_default());
@@ -457,8 +457,7 @@ fn drive(
     sources: &mut [Box<dyn Source>],
     inputs: &mut [SourceInput],
     probe: &ProbeHandle<Tick>,
-    (budget, byte_budget): (usize, usize),
-    stop: &AtomicBool,
+    (budget, byte_budget, stop): (usize, usize, &AtomicBool),
     sinks: &[timely::scheduling::Activator],
 ) -> Result<(), String> {
     let mut in_flight = InFlight::default();

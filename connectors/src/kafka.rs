@@ -1,0 +1,479 @@
+//! Kafka in and out (feature `kafka`, librdkafka built from source).
+//!
+//! **Source**: `CREATE SOURCE cams FROM KAFKA 'frames' WITH (brokers =
+//! '127.0.0.1:9092', group = 'frameflow')`. A message is a frame: its key
+//! the camera (`source_id`), its value the image (JPEG, PNG or WebP, told
+//! by its bytes), its event time the `event_time` header (ms since the
+//! epoch, or RFC 3339) or else the message's timestamp.
+//! - Partitions are spread over workers (partition `p` to worker
+//!   `p % workers`); a camera's frames, in one partition, stay in order.
+//! - A frame's id is a hash of topic, partition and offset: a replay gives
+//!   the same ids.
+//! - Offsets are the journal: a checkpoint records each partition's offset
+//!   past the frames behind it, and commits it to the group once durable.
+//!   A job starts from its checkpoint, else the group's committed offsets,
+//!   else the earliest.
+//! - When the in-flight budget is full the engine stops polling; librdkafka
+//!   then fetches no more than `queued.max.messages.kbytes` (16 MiB here)
+//!   ahead, so memory stays bounded.
+//! - `until = 'end'` reads to the end offsets found at start and finishes
+//!   (for backfills and tests); by default the source runs until stopped.
+//! - Options: `brokers`, `group`, `until`, `idle_timeout` (a camera quiet
+//!   that long stops holding back the others), `tenant`, `lateness`, `late`.
+//!
+//! **Sink**: `CREATE SINK out FROM counts INTO KAFKA 'counts' WITH (brokers
+//! = '...', delivery = 'at_least_once' | 'exactly_once')`. Rows as the JSON
+//! of the FILE sink, each with a stable key: a detection's frame, operator
+//! and box; a view row's view, group and window; an outcome's frame and
+//! stage. A replayed row thus overwrites itself on a compacted topic: in a
+//! durable job (`--durable`) a restarted job writes again only rows at or
+//! after its checkpoint, which a crash may have written already.
+//!
+//! With `delivery = 'exactly_once'` rows are written in Kafka transactions,
+//! committed at each checkpoint (and at the end); a restarted job's
+//! producer fences the old one and aborts its open transaction
+//! (`transactional_id` defaults to the sink's name), so a `read_committed`
+//! consumer does not see the rows a crash cut off. One gap remains: the
+//! transaction is committed just before the checkpoint is written, and a
+//! crash between the two makes those rows come again (with their keys).
+//! Closing it needs Kafka's two-phase commit (KIP-939), which librdkafka
+//! does not offer yet.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use engine::checkpoint::{Positions, SourceContext};
+use engine::model::{Frame, MediaType, Record, stable_hash};
+use engine::plan::{SinkSpec, SourceSpec};
+use engine::registry::{Partition, Sink, SinkFactory, Source, SourceFactory, SourcePoll};
+use engine::time::{Millis, now_ms, parse_rfc3339_ms};
+use engine::watermark::CameraWatermarks;
+
+use crate::options::{parse_duration, reject_unknown};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+struct SourceConfig {
+    topic: String,
+    brokers: String,
+    group: String,
+    until_end: bool,
+    idle: Option<Duration>,
+}
+
+impl SourceConfig {
+    fn from_spec(spec: &SourceSpec) -> Result<SourceConfig, String> {
+        reject_unknown(&spec.options, &["brokers", "group", "until", "idle_timeout", "tenant", "lateness", "late"])?;
+        let option = |name: &str| spec.options.get(name).cloned();
+        let until_end = match option("until").as_deref() {
+            None | Some("never") => false,
+            Some("end") => true,
+            Some(other) => return Err(format!("until = '{other}' is not 'end' or 'never'")),
+        };
+        Ok(SourceConfig {
+            topic: spec.location.clone().ok_or("KAFKA needs a topic: FROM KAFKA 'frames'")?,
+            brokers: option("brokers").unwrap_or_else(|| "127.0.0.1:9092".into()),
+            group: option("group").unwrap_or_else(|| format!("frameflow-{}", spec.name)),
+            until_end,
+            idle: option("idle_timeout").map(|v| parse_duration("idle_timeout", &v)).transpose()?,
+        })
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer, String> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", "16384")
+            .create()
+            .map_err(|e| format!("cannot connect to Kafka at {}: {e}", self.brokers))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct KafkaSourceFactory;
+
+impl SourceFactory for KafkaSourceFactory {
+    fn validate(&self, spec: &SourceSpec) -> Result<(), String> {
+        let config = SourceConfig::from_spec(spec)?;
+        partitions(&config.consumer()?, &config.topic).map(|_| ())
+    }
+
+    fn open(&self, spec: &SourceSpec, partition: Partition) -> Result<Box<dyn Source>, String> {
+        self.open_at(spec, partition, &SourceContext::default())
+    }
+
+    fn open_at(
+        &self,
+        spec: &SourceSpec,
+        partition: Partition,
+        context: &SourceContext,
+    ) -> Result<Box<dyn Source>, String> {
+        let config = SourceConfig::from_spec(spec)?;
+        let consumer = config.consumer()?;
+        let mine: Vec<i32> = partitions(&consumer, &config.topic)?
+            .into_iter()
+            .filter(|p| *p as usize % partition.workers == partition.worker)
+            .collect();
+        let mut committed_list = TopicPartitionList::new();
+        for p in &mine {
+            committed_list.add_partition(&config.topic, *p);
+        }
+        let committed = consumer.committed_offsets(committed_list, TIMEOUT).map_err(|e| format!("{e}"))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
+        let mut ends = BTreeMap::new();
+        for p in &mine {
+            let from_checkpoint = context.positions.get(&position_key(*p)).and_then(|o| o.parse::<i64>().ok());
+            let from_group = committed
+                .find_partition(&config.topic, *p)
+                .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None });
+            let (low, high) = consumer.fetch_watermarks(&config.topic, *p, TIMEOUT).map_err(|e| format!("{e}"))?;
+            let start = from_checkpoint.or(from_group).unwrap_or(low).max(low);
+            assignment
+                .add_partition_offset(&config.topic, *p, Offset::Offset(start))
+                .map_err(|e| format!("cannot assign partition {p}: {e}"))?;
+            next.insert(*p, start);
+            ends.insert(*p, high);
+        }
+        consumer.assign(&assignment).map_err(|e| format!("cannot assign partitions: {e}"))?;
+        Ok(Box::new(KafkaSource {
+            consumer,
+            topic: config.topic.clone(),
+            tenant: spec.tenant.as_str().into(),
+            until_end: config.until_end,
+            idle: config.idle,
+            cameras: Cameras { watermarks: CameraWatermarks::new(spec.lateness_ms), seen: BTreeMap::new() },
+            next,
+            ends,
+            polls: VecDeque::new(),
+            forgotten: 0,
+            done: next_positions(&context.positions),
+            checkpointed: VecDeque::new(),
+        }))
+    }
+}
+
+fn position_key(partition: i32) -> String {
+    format!("partition-{partition}")
+}
+
+fn next_positions(positions: &Positions) -> BTreeMap<i32, i64> {
+    positions.iter().filter_map(|(k, v)| Some((k.strip_prefix("partition-")?.parse().ok()?, v.parse().ok()?))).collect()
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(|e| format!("cannot reach Kafka: {e}"))?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().iter().map(|p| p.id()).collect())
+        }
+        _ => Err(format!("Kafka topic `{topic}` does not exist")),
+    }
+}
+
+struct KafkaSource {
+    consumer: BaseConsumer,
+    topic: String,
+    tenant: Arc<str>,
+    until_end: bool,
+    idle: Option<Duration>,
+    cameras: Cameras,
+    /// Per assigned partition, the offset of the next message to read.
+    next: BTreeMap<i32, i64>,
+    /// The end offsets found at start (for `until = 'end'`).
+    ends: BTreeMap<i32, i64>,
+    /// Per poll not yet behind a checkpoint: partitions' next offsets.
+    polls: VecDeque<Vec<(i32, i64)>>,
+    forgotten: u64,
+    /// Per partition, the offset behind the latest checkpoint.
+    done: BTreeMap<i32, i64>,
+    /// Checkpoints not yet durable: polls, and the offsets to commit.
+    checkpointed: VecDeque<(u64, BTreeMap<i32, i64>)>,
+}
+
+impl KafkaSource {
+    fn at_end(&self) -> bool {
+        self.until_end && self.next.iter().all(|(p, next)| *next >= self.ends.get(p).copied().unwrap_or(0))
+    }
+}
+
+/// What a source knows of its cameras.
+struct Cameras {
+    watermarks: CameraWatermarks,
+    /// Per camera: frames seen, and when the last came.
+    seen: BTreeMap<Arc<str>, (u64, Instant)>,
+}
+
+impl Cameras {
+    fn frame(&mut self, topic: &str, tenant: &Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) -> Frame {
+        let bytes = message.payload().unwrap_or_default();
+        let source_id: Arc<str> = message.key().map(String::from_utf8_lossy).map_or("unknown".into(), |k| k.into());
+        let header_time = message.headers().and_then(|headers| {
+            let header = headers.iter().find(|h| h.key == "event_time")?;
+            let text = std::str::from_utf8(header.value?).ok()?.trim().to_owned();
+            text.parse::<Millis>().ok().or_else(|| parse_rfc3339_ms(&text).ok())
+        });
+        let event_time = header_time.or(message.timestamp().to_millis()).unwrap_or_else(now_ms);
+        let media_type = sniff(bytes);
+        let refused = media_type.is_none().then(|| "the message is not a JPEG, PNG or WebP image".to_owned());
+        let (seen, _) = *self.seen.get(&source_id).unwrap_or(&(0, Instant::now()));
+        self.seen.insert(source_id.clone(), (seen + 1, Instant::now()));
+        let late = if refused.is_none() { self.watermarks.observe(&source_id, event_time) } else { None };
+        let id = stable_hash(&[topic.as_bytes(), &message.partition().to_le_bytes(), &message.offset().to_le_bytes()]);
+        Frame {
+            frame_id: format!("{id:016x}").into(),
+            tenant: tenant.clone(),
+            source_id,
+            seq: seen,
+            event_time,
+            ingest_time: now_ms(),
+            media_type: media_type.unwrap_or(MediaType::Jpeg),
+            bytes: bytes.into(),
+            late,
+            refused,
+        }
+    }
+}
+
+fn sniff(bytes: &[u8]) -> Option<MediaType> {
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some(MediaType::Jpeg)
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(MediaType::Png)
+    } else if bytes.len() > 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        Some(MediaType::Webp)
+    } else {
+        None
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self, max: usize) -> Result<SourcePoll, String> {
+        let mut frames = Vec::new();
+        let mut moved: Vec<(i32, i64)> = Vec::new();
+        while frames.len() < max && !self.at_end() {
+            let Some(result) = self.consumer.poll(Duration::ZERO) else { break };
+            let message = match result {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(e) => return Err(format!("Kafka: {e}")),
+            };
+            let (partition, offset) = (message.partition(), message.offset());
+            if self.until_end && offset >= self.ends.get(&partition).copied().unwrap_or(0) {
+                continue;
+            }
+            let frame = self.cameras.frame(&self.topic, &self.tenant, &message);
+            self.next.insert(partition, offset + 1);
+            match moved.iter_mut().find(|(p, _)| *p == partition) {
+                Some((_, next)) => *next = offset + 1,
+                None => moved.push((partition, offset + 1)),
+            }
+            frames.push(frame);
+        }
+        if !frames.is_empty() {
+            self.polls.push_back(moved);
+            return Ok(SourcePoll::Frames(frames));
+        }
+        Ok(if self.at_end() { SourcePoll::Done } else { SourcePoll::Idle })
+    }
+
+    fn watermark(&mut self) -> Option<Millis> {
+        if self.at_end() {
+            return None;
+        }
+        let idle = |last: &Instant| self.idle.is_some_and(|t| last.elapsed() >= t);
+        let cameras = &self.cameras;
+        let promise = cameras
+            .seen
+            .iter()
+            .filter_map(|(camera, (_, last))| match idle(last) {
+                true => Some(now_ms() - cameras.watermarks.lateness_ms()),
+                false => cameras.watermarks.promise(camera, None),
+            })
+            .min();
+        // Before the first frame nothing is known of the times to come.
+        Some(promise.unwrap_or(0))
+    }
+
+    fn checkpoint(&mut self, polls: u64) -> Positions {
+        let behind = polls.saturating_sub(self.forgotten) as usize;
+        for poll in self.polls.drain(..behind.min(self.polls.len())) {
+            self.done.extend(poll);
+        }
+        self.forgotten = self.forgotten.max(polls);
+        self.checkpointed.push_back((polls, self.done.clone()));
+        self.done.iter().map(|(p, o)| (position_key(*p), o.to_string())).collect()
+    }
+
+    fn committed(&mut self, polls: u64) {
+        while let Some((n, offsets)) = self.checkpointed.pop_front_if(|(n, _)| *n <= polls) {
+            if n != polls {
+                continue;
+            }
+            let mut list = TopicPartitionList::new();
+            for (p, o) in offsets {
+                let _ = list.add_partition_offset(&self.topic, p, Offset::Offset(o));
+            }
+            // The group's offsets are for monitoring and for a job started
+            // without its checkpoint; losing one commit loses nothing.
+            if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+                eprintln!("frameflow: Kafka: cannot commit offsets: {e}");
+            }
+        }
+    }
+}
+
+/// Delivery reports: the first failure, which fails the sink.
+#[derive(Clone, Default)]
+struct Deliveries {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && let Ok(mut failure) = self.failure.lock()
+        {
+            failure.get_or_insert_with(|| format!("a row was not delivered: {e}"));
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct KafkaSinkFactory;
+
+impl SinkFactory for KafkaSinkFactory {
+    fn open(&self, spec: &SinkSpec, schema: SchemaRef) -> Result<Box<dyn Sink>, String> {
+        reject_unknown(&spec.options, &["brokers", "delivery", "transactional_id"])?;
+        let option = |name: &str| spec.options.get(name).cloned();
+        let topic = spec.location.clone().ok_or("KAFKA needs a topic: INTO KAFKA 'counts'")?;
+        let brokers = option("brokers").unwrap_or_else(|| "127.0.0.1:9092".into());
+        let exactly_once = match option("delivery").as_deref() {
+            None | Some("at_least_once") => false,
+            Some("exactly_once") => true,
+            Some(other) => return Err(format!("delivery = '{other}' is not 'at_least_once' or 'exactly_once'")),
+        };
+        let context = Deliveries::default();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &brokers).set("linger.ms", "5").set("enable.idempotence", "true");
+        if exactly_once {
+            config.set(
+                "transactional.id",
+                option("transactional_id").unwrap_or_else(|| format!("frameflow-{}", spec.name)),
+            );
+        }
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(context.clone())
+            .map_err(|e| format!("cannot connect to Kafka at {brokers}: {e}"))?;
+        if exactly_once {
+            // Fences an earlier run's producer and aborts its open transaction.
+            producer.init_transactions(TIMEOUT).map_err(|e| format!("cannot start Kafka transactions: {e}"))?;
+            producer.begin_transaction().map_err(|e| format!("cannot begin a Kafka transaction: {e}"))?;
+        }
+        let key_columns = schema
+            .metadata()
+            .get(engine::columnar::KEY_METADATA)
+            .map(|k| k.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(Box::new(KafkaSink { producer, topic, view: spec.input.clone(), key_columns, exactly_once, context }))
+    }
+}
+
+struct KafkaSink {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    view: String,
+    key_columns: Vec<String>,
+    exactly_once: bool,
+    context: Deliveries,
+}
+
+impl KafkaSink {
+    /// The row's stable key.
+    fn key(&self, record: &Record, json: &str) -> String {
+        let hash = match record {
+            Record::Detection(d) => stable_hash(&[
+                d.frame_id.as_bytes(),
+                d.operator.as_bytes(),
+                d.label.as_bytes(),
+                &[d.x, d.y, d.w, d.h].map(f32::to_le_bytes).concat(),
+            ]),
+            Record::Outcome(o) => stable_hash(&[o.frame_id.as_bytes(), o.stage.as_bytes()]),
+            Record::View(row) if !self.key_columns.is_empty() => {
+                let values: Vec<String> =
+                    self.key_columns.iter().map(|c| row.get(c).map(|v| format!("{v:?}")).unwrap_or_default()).collect();
+                stable_hash(&[self.view.as_bytes(), values.join("\u{0}").as_bytes()])
+            }
+            Record::View(_) => stable_hash(&[self.view.as_bytes(), json.as_bytes()]),
+        };
+        format!("{hash:016x}")
+    }
+
+    fn failed(&self) -> Result<(), String> {
+        match self.context.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), String> {
+        for record in records {
+            let json = record.to_json().map_err(|e| format!("cannot encode a row: {e}"))?;
+            let key = self.key(record, &json);
+            let mut row = BaseRecord::to(&self.topic).key(&key).payload(&json);
+            loop {
+                match self.producer.send(row) {
+                    Ok(()) => break,
+                    // The producer's queue is full: wait for deliveries.
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        row = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(format!("cannot send a row to `{}`: {e}", self.topic)),
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.failed()
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.producer.flush(TIMEOUT).map_err(|e| format!("cannot deliver to `{}`: {e}", self.topic))?;
+        self.failed()
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<String>, String> {
+        self.flush()?;
+        if self.exactly_once {
+            self.producer.commit_transaction(TIMEOUT).map_err(|e| format!("cannot commit to `{}`: {e}", self.topic))?;
+            self.producer.begin_transaction().map_err(|e| format!("cannot begin a Kafka transaction: {e}"))?;
+        }
+        Ok(None)
+    }
+
+    fn close(&mut self) -> Result<(), String> {
+        self.flush()?;
+        if self.exactly_once {
+            self.producer.commit_transaction(TIMEOUT).map_err(|e| format!("cannot commit to `{}`: {e}", self.topic))?;
+        }
+        Ok(())
+    }
+}
