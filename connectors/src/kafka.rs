@@ -25,21 +25,20 @@
 //! = '...', delivery = 'at_least_once' | 'exactly_once')`. Rows as the JSON
 //! of the FILE sink, each with a stable key: a detection's frame, operator
 //! and box; a view row's view, group and window; an outcome's frame and
-//! stage. A replayed row thus overwrites itself on a compacted topic: in a
-//! durable job (`--durable`) a restarted job writes again only rows at or
-//! after its checkpoint, which a crash may have written already.
+//! stage. A replayed row thus overwrites itself on a compacted topic. In a
+//! durable job (`--durable`) a checkpoint records where the topic's
+//! partitions end; a restarted job reads what was written after that, and
+//! skips those rows when its replay comes to them: the topic gets each row
+//! once.
 //!
 //! With `delivery = 'exactly_once'` rows are written in Kafka transactions,
 //! committed at each checkpoint (and at the end); a restarted job's
 //! producer fences the old one and aborts its open transaction
 //! (`transactional_id` defaults to the sink's name), so a `read_committed`
-//! consumer does not see the rows a crash cut off. One gap remains: the
-//! transaction is committed just before the checkpoint is written, and a
-//! crash between the two makes those rows come again (with their keys).
-//! Closing it needs Kafka's two-phase commit (KIP-939), which librdkafka
-//! does not offer yet.
+//! consumer does not see rows that a crash cut off before their checkpoint
+//! (without transactions such rows are there, and written once).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -360,6 +359,10 @@ pub struct KafkaSinkFactory;
 
 impl SinkFactory for KafkaSinkFactory {
     fn open(&self, spec: &SinkSpec, schema: SchemaRef) -> Result<Box<dyn Sink>, String> {
+        self.resume(spec, schema, None)
+    }
+
+    fn resume(&self, spec: &SinkSpec, schema: SchemaRef, position: Option<&str>) -> Result<Box<dyn Sink>, String> {
         reject_unknown(&spec.options, &["brokers", "delivery", "transactional_id"])?;
         let option = |name: &str| spec.options.get(name).cloned();
         let topic = spec.location.clone().ok_or("KAFKA needs a topic: INTO KAFKA 'counts'")?;
@@ -391,8 +394,87 @@ impl SinkFactory for KafkaSinkFactory {
             .get(engine::columnar::KEY_METADATA)
             .map(|k| k.split(',').map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Box::new(KafkaSink { producer, topic, view: spec.input.clone(), key_columns, exactly_once, context }))
+        let written = match position {
+            Some(position) => written_since(&brokers, &topic, position)?,
+            None => HashSet::new(),
+        };
+        let resumed_from = position.map(str::to_owned);
+        Ok(Box::new(KafkaSink {
+            producer,
+            topic,
+            view: spec.input.clone(),
+            key_columns,
+            exactly_once,
+            context,
+            written,
+            resumed_from,
+        }))
     }
+}
+
+/// The keys of the rows written (and, for a `read_committed` reader,
+/// committed) after `position`: those a resumed job writes again, and
+/// skips.
+fn written_since(brokers: &str, topic: &str, position: &str) -> Result<HashSet<String>, String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "frameflow-sink-resume")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| format!("cannot connect to Kafka at {brokers}: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for (partition, offset) in parse_offsets(position)? {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT).map_err(|e| format!("{e}"))?;
+        if high > offset {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(|e| format!("{e}"))?;
+            ends.insert(partition, high);
+        }
+    }
+    let mut keys = HashSet::new();
+    if ends.is_empty() {
+        return Ok(keys);
+    }
+    consumer.assign(&assignment).map_err(|e| format!("cannot read `{topic}` back: {e}"))?;
+    let deadline = Instant::now() + TIMEOUT * 3;
+    // Read until every partition is at its end (transaction markers take
+    // offsets too, so positions, not messages, tell).
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("cannot read `{topic}` back to its end after a restart"));
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.map_err(|e| format!("cannot read `{topic}` back: {e}"))?;
+            if let Some(key) = message.key() {
+                keys.insert(String::from_utf8_lossy(key).into_owned());
+            }
+        }
+        let position = consumer.position().map_err(|e| format!("{e}"))?;
+        for element in position.elements() {
+            if let Offset::Offset(at) = element.offset()
+                && ends.get(&element.partition()).is_some_and(|end| at >= *end)
+            {
+                ends.remove(&element.partition());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// `0:12,1:40` as partitions and offsets.
+fn parse_offsets(position: &str) -> Result<Vec<(i32, i64)>, String> {
+    position
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (partition, offset) = p.split_once(':').ok_or_else(|| format!("bad sink position `{position}`"))?;
+            Ok((
+                partition.parse().map_err(|_| format!("bad sink position `{position}`"))?,
+                offset.parse().map_err(|_| format!("bad sink position `{position}`"))?,
+            ))
+        })
+        .collect()
 }
 
 struct KafkaSink {
@@ -402,6 +484,13 @@ struct KafkaSink {
     key_columns: Vec<String>,
     exactly_once: bool,
     context: Deliveries,
+    /// After a restart: keys of the rows written since the checkpoint,
+    /// which the job writes again and which are skipped.
+    written: HashSet<String>,
+    /// The position resumed from: while rows written before the restart
+    /// are still to be skipped, a checkpoint records this position, so that
+    /// a job restarted again reads them again.
+    resumed_from: Option<String>,
 }
 
 impl KafkaSink {
@@ -438,6 +527,9 @@ impl Sink for KafkaSink {
         for record in records {
             let json = record.to_json().map_err(|e| format!("cannot encode a row: {e}"))?;
             let key = self.key(record, &json);
+            if !self.written.is_empty() && self.written.remove(&key) {
+                continue;
+            }
             let mut row = BaseRecord::to(&self.topic).key(&key).payload(&json);
             loop {
                 match self.producer.send(row) {
@@ -460,13 +552,25 @@ impl Sink for KafkaSink {
         self.failed()
     }
 
+    /// Where the topic's partitions end once this checkpoint's rows are in.
     fn checkpoint(&mut self) -> Result<Option<String>, String> {
         self.flush()?;
         if self.exactly_once {
             self.producer.commit_transaction(TIMEOUT).map_err(|e| format!("cannot commit to `{}`: {e}", self.topic))?;
             self.producer.begin_transaction().map_err(|e| format!("cannot begin a Kafka transaction: {e}"))?;
         }
-        Ok(None)
+        if let Some(from) = self.resumed_from.as_ref().filter(|_| !self.written.is_empty()) {
+            return Ok(Some(from.clone()));
+        }
+        let client = self.producer.client();
+        let metadata = client.fetch_metadata(Some(&self.topic), TIMEOUT).map_err(|e| format!("{e}"))?;
+        let mut ends = Vec::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) =
+                client.fetch_watermarks(&self.topic, partition.id(), TIMEOUT).map_err(|e| format!("{e}"))?;
+            ends.push(format!("{}:{high}", partition.id()));
+        }
+        Ok(Some(ends.join(",")))
     }
 
     fn close(&mut self) -> Result<(), String> {

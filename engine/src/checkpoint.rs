@@ -20,7 +20,7 @@
 //! The file is written whole to a temporary name, synced, and renamed over
 //! `checkpoint.json` in the job's state folder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,10 @@ pub struct Checkpoint {
     pub sources: BTreeMap<String, Positions>,
     /// Per sink (by name), where it stood (its own format), if it keeps one.
     pub sinks: BTreeMap<String, String>,
+    /// Sinks that had delivered their whole input (ahead of `frontier`): a
+    /// resumed job writes nothing more to them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub closed: BTreeSet<String>,
 }
 
 const FILE: &str = "checkpoint.json";

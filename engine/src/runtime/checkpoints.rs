@@ -30,6 +30,8 @@ pub(crate) struct Checkpoints {
     interval: Duration,
     /// Outputs stamped before this tick were delivered before a restart.
     pub resume_tick: Tick,
+    /// Sinks that had delivered everything before a restart.
+    closed_before: std::collections::BTreeSet<String>,
     /// Ticks after a frame's own by which its every output is stamped;
     /// `None` when a session or global view may need it forever.
     pub horizon: Option<Tick>,
@@ -82,6 +84,7 @@ impl Checkpoints {
             sinks,
             interval,
             resume_tick,
+            closed_before: last.as_ref().map(|c| c.closed.clone()).unwrap_or_default(),
             horizon,
             state: Mutex::new(State {
                 last: last.unwrap_or_default(),
@@ -102,6 +105,12 @@ impl Checkpoints {
 
     pub fn last(&self) -> Checkpoint {
         self.lock().last.clone()
+    }
+
+    /// Before which tick a sink drops what it gets: it delivered that
+    /// before a restart (everything, if it had closed).
+    pub fn resume_tick_for(&self, sink: &str) -> Tick {
+        if self.closed_before.contains(sink) { Tick::MAX } else { self.resume_tick }
     }
 
     pub fn last_id(&self) -> u64 {
@@ -133,12 +142,10 @@ impl Checkpoints {
         }
         state.since = Instant::now();
         let id = state.last.id + 1;
-        state.round = Some(Round {
-            id,
-            barrier,
-            workers: vec![None; self.workers],
-            sinks: self.sinks.iter().map(|s| (s.clone(), None)).collect(),
-        });
+        // A sink that has closed stands where it closed, whatever the round.
+        let sinks =
+            self.sinks.iter().map(|s| (s.clone(), state.closed_sinks.get(s).map(|p| p.clone().unwrap_or_default())));
+        state.round = Some(Round { id, barrier, workers: vec![None; self.workers], sinks: sinks.collect() });
         state.version += 1;
     }
 
@@ -146,7 +153,10 @@ impl Checkpoints {
     /// at `latest`.
     pub fn sink_written(&self, sink: &str, tick: Tick, latest: Option<Tick>) {
         let mut state = self.lock();
-        state.written.insert(sink.to_owned(), tick);
+        // A sink whose input has ended is no bound on a barrier.
+        if tick != Tick::MAX {
+            state.written.insert(sink.to_owned(), tick);
+        }
         state.latest = state.latest.max(latest);
     }
 
@@ -185,6 +195,7 @@ impl Checkpoints {
                 .iter()
                 .filter_map(|(n, p)| Some((n.clone(), p.clone()?)).filter(|(_, p)| !p.is_empty()))
                 .collect(),
+            closed: state.closed_sinks.keys().chain(&self.closed_before).cloned().collect(),
         };
         checkpoint.store(&self.dir)?;
         state.last = checkpoint;
@@ -199,9 +210,15 @@ impl Checkpoints {
         self.lock().finals[worker] = Some(positions);
     }
 
-    /// A sink has delivered everything and closed, at `position`.
-    pub fn sink_closed(&self, sink: &str, position: Option<String>) {
-        self.lock().closed_sinks.insert(sink.to_owned(), position);
+    /// A sink has delivered everything and closed, at `position`: that is
+    /// where it stands for a round under way, too.
+    pub fn sink_closed(&self, sink: &str, position: Option<String>) -> Result<(), String> {
+        let mut state = self.lock();
+        state.closed_sinks.insert(sink.to_owned(), position.clone());
+        if let Some(round) = state.round.as_mut() {
+            round.sinks.insert(sink.to_owned(), Some(position.unwrap_or_default()));
+        }
+        self.complete(&mut state)
     }
 
     /// Once the job has finished: a checkpoint after every output, so
@@ -219,6 +236,7 @@ impl Checkpoints {
             frontier: self.clock.start_of(after.max(self.clock.tick_of(state.last.frontier))),
             sources: merge(&state.finals),
             sinks: state.closed_sinks.iter().filter_map(|(n, p)| Some((n.clone(), p.clone()?))).collect(),
+            closed: Default::default(),
         };
         checkpoint.store(&self.dir)?;
         state.last = checkpoint;

@@ -406,7 +406,7 @@ fn write_to_sink<'scope>(
     let name = name.to_owned();
     let scope = records.scope();
     let checkpoints = job.checkpoints.clone();
-    let resume = checkpoints.as_ref().map_or(0, |c| c.resume_tick);
+    let resume = checkpoints.as_ref().map_or(0, |c| c.resume_tick_for(&name));
     records.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &Record| 0),
         &format!("Sink: {name}"),
@@ -467,8 +467,8 @@ fn write_to_sink<'scope>(
                     });
                     match closed {
                         Some(Ok(position)) => {
-                            if let Some(checkpoints) = &checkpoints {
-                                checkpoints.sink_closed(&name, position);
+                            if let Some(Err(e)) = checkpoints.as_ref().map(|c| c.sink_closed(&name, position)) {
+                                fail(&job, format!("sink `{name}`: {e}"));
                             }
                         }
                         Some(Err(e)) => fail(&job, format!("sink `{name}`: {e}")),

@@ -202,6 +202,23 @@ fn prepare(
         let sink = sink.map_err(|reason| EngineError::Plugin { what: "sink", name: spec.name.clone(), reason })?;
         sinks.insert(spec.name.clone(), Mutex::new(Some(sink)));
     }
+    // A durable job's first run records where its sinks start, before it
+    // writes anything: a crash before its first checkpoint then resumes
+    // there too (a Kafka sink cannot be cut back as a file can).
+    let last = match (&config.state_dir, last) {
+        (Some(dir), None) => {
+            let mut first = Checkpoint::default();
+            for (name, sink) in &sinks {
+                let position = sink.lock().ok().and_then(|mut s| s.as_mut().map(|s| s.checkpoint()));
+                if let Some(position) = position.transpose().map_err(EngineError::Failed)?.flatten() {
+                    first.sinks.insert(name.clone(), position);
+                }
+            }
+            first.store(dir).map_err(EngineError::Failed)?;
+            Some(first)
+        }
+        (_, last) => last,
+    };
     let clock = TickClock::new(config.tick_ms);
     let checkpoints = config.state_dir.as_ref().map(|dir| {
         Arc::new(Checkpoints::new(
