@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/frameflow/target}"
 
 bash scripts/fetch_assets.sh
+# The Kafka sink's baseline producer (not needed by the tests).
+assets/venv/bin/python -m pip install -q --disable-pip-version-check confluent-kafka==2.12.0
 cargo build --release --workspace
 log=$(mktemp)
 for bench in benches/src/bin/*.rs; do
