@@ -107,7 +107,8 @@ fn under_overload_memory_stays_bounded_and_every_202_is_processed() {
     let started = Instant::now();
     let clients: Vec<_> = (0..8)
         .map(|c| {
-            let (token, frames, accepted, refusals) = (token.clone(), frames.clone(), accepted.clone(), refusals.clone());
+            let (token, frames, accepted, refusals) =
+                (token.clone(), frames.clone(), accepted.clone(), refusals.clone());
             std::thread::spawn(move || {
                 let mut i = 0;
                 while started.elapsed() < Duration::from_secs(6) {

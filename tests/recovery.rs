@@ -180,7 +180,13 @@ impl Server {
     fn start(dir: &Path, port: u16) -> Server {
         let child = frameflow(dir, true).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut child = child;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().unwrap().is_some() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                panic!("the job ended before it listened: {stderr}");
+            }
             assert!(Instant::now() < deadline, "the HTTP source never listened");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -281,4 +287,71 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
     let outcomes = common::read_jsonl(&dir.join("out/outcomes.jsonl"));
     let processed: BTreeSet<String> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(processed, acknowledged, "every acknowledged frame is processed, once");
+}
+
+#[test]
+fn a_damaged_journal_is_repaired_and_reported_and_the_rest_replayed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    std::fs::write(dir.join("secret"), "a secret of the recovery test, long enough").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A session view keeps every frame in the journal until the job ends.
+    std::fs::write(
+        dir.join("job.sql"),
+        format!(
+            "CREATE SOURCE cams FROM HTTP WITH (listen = '127.0.0.1:{port}', jwt_secret_file = 'secret',
+               lateness = '1h', idle_timeout = '1h');
+             CREATE STREAM found AS SELECT * FROM DETECT(cams, model => 'objects', min_confidence => 0.3);
+             CREATE VIEW visits AS SELECT source_id, window_start, count(*) AS n
+               FROM SESSION(found, event_time, INTERVAL '1' HOUR) GROUP BY source_id, window_start;
+             CREATE SINK o FROM outcomes INTO FILE 'out/outcomes.jsonl';"
+        ),
+    )
+    .unwrap();
+    let claims = connectors::http::auth::Claims {
+        tenant: "default".into(),
+        sources: vec!["*".into()],
+        scope: "ingest".into(),
+        exp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600,
+        nbf: None,
+    };
+    let token = connectors::http::auth::mint(&claims, &dir.join("secret")).unwrap();
+    let frames: Vec<(String, PathBuf)> = frames().into_iter().take(12).collect();
+    let mut ids = Vec::new();
+    let server = Server::start(dir, port);
+    for (camera, path) in &frames {
+        let (status, body) = post(port, &token, camera, path);
+        assert_eq!(status, 202, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        ids.push(answer["frame_id"].as_str().unwrap().to_owned());
+    }
+    drop(server); // SIGKILL
+
+    // Flip a byte inside the fourth record, and cut the last one short.
+    let journal = dir.join(".frameflow/jobs/job/sources/cams/journal");
+    let segment = std::fs::read_dir(&journal).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let mut offsets = vec![0usize];
+    while *offsets.last().unwrap() < bytes.len() {
+        let at = *offsets.last().unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        offsets.push(at + 16 + len);
+    }
+    assert_eq!(offsets.len(), frames.len() + 1, "one record per frame");
+    bytes[offsets[3] + 16 + 100] ^= 0x20;
+    bytes.truncate(offsets[11] + 40);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let mut server = Server::start(dir, port);
+    Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(server.0.wait().unwrap().success(), "{stderr}");
+    assert!(stderr.contains("records 3 to 3 are lost"), "the damaged record is reported: {stderr}");
+    assert!(stderr.contains("cut a torn tail"), "the torn tail is reported: {stderr}");
+    let outcomes = common::read_jsonl(&dir.join("out/outcomes.jsonl"));
+    let processed: BTreeSet<&str> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap()).collect();
+    let expected: BTreeSet<&str> =
+        ids.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 11).map(|(_, id)| id.as_str()).collect();
+    assert_eq!(processed, expected, "every record but the damaged two is replayed, once");
 }
