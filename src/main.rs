@@ -146,6 +146,10 @@ struct RunArgs {
     /// nothing. HTTP sources answer 202 only once a frame is on disk.
     #[arg(long, env = "FRAMEFLOW_DURABLE")]
     durable: bool,
+    /// How long SIGINT or SIGTERM waits for the job to finish what it
+    /// accepted before the process exits anyway.
+    #[arg(long, env = "FRAMEFLOW_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: std::time::Duration,
     /// How often a durable job takes a checkpoint.
     #[arg(long, env = "FRAMEFLOW_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     checkpoint_interval: std::time::Duration,
@@ -226,9 +230,26 @@ fn run_job(args: RunArgs) -> Result<()> {
     };
     // SIGINT or SIGTERM stops the job gracefully: sources stop taking
     // input, and what was accepted is finished and written out.
+    // A second signal, or a drain that outlasts --drain-timeout, ends the
+    // process at once (a durable job then resumes from its last
+    // checkpoint).
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, config.stop.clone())
+            .context("cannot handle signals")?;
         signal_hook::flag::register(signal, config.stop.clone()).context("cannot handle signals")?;
     }
+    let (stop, drain_timeout) = (config.stop.clone(), args.drain_timeout);
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(drain_timeout);
+        eprintln!(
+            "frameflow: the job did not drain within {} (--drain-timeout); exiting",
+            humantime::format_duration(drain_timeout)
+        );
+        std::process::exit(1);
+    });
     let metrics = Arc::new(Metrics::default());
     let reporter = progress::Reporter::start(args.progress, metrics.clone());
     let result = run(plan, &registry, &config, metrics);
