@@ -301,7 +301,8 @@ impl Source for DirectorySource {
             self.done.extend(poll.into_iter().map(|(camera, name)| (camera.to_string(), name)));
         }
         self.forgotten = self.forgotten.max(polls);
-        self.done.clone()
+        // Only the cameras this worker reads: the others' workers say theirs.
+        self.done.iter().filter(|(camera, _)| self.owns(camera)).map(|(c, f)| (c.clone(), f.clone())).collect()
     }
 
     fn watermark(&mut self) -> Option<Millis> {

@@ -94,6 +94,7 @@ impl SourceConfig {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("queued.max.messages.kbytes", "16384")
+            .set("enable.partition.eof", "true")
             .create()
             .map_err(|e| format!("cannot connect to Kafka at {}: {e}", self.brokers))
     }
@@ -157,7 +158,7 @@ impl SourceFactory for KafkaSourceFactory {
             ends,
             polls: VecDeque::new(),
             forgotten: 0,
-            done: next_positions(&context.positions),
+            done: next_positions(&context.positions).into_iter().filter(|(p, _)| mine.contains(p)).collect(),
             checkpointed: VecDeque::new(),
         }))
     }
@@ -266,7 +267,15 @@ impl Source for KafkaSource {
             let Some(result) = self.consumer.poll(Duration::ZERO) else { break };
             let message = match result {
                 Ok(message) => message,
-                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    // The rest up to the end was transaction markers or
+                    // compacted away.
+                    if let Some(end) = self.ends.get(&partition).copied() {
+                        let next = self.next.entry(partition).or_insert(end);
+                        *next = (*next).max(end);
+                    }
+                    continue;
+                }
                 Err(e) => return Err(format!("Kafka: {e}")),
             };
             let (partition, offset) = (message.partition(), message.offset());

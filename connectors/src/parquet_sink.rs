@@ -84,7 +84,7 @@ fn remove_parts(folder: &Path, keep: u32) -> Result<(), String> {
     let entries = fs::read_dir(folder).map_err(|e| format!("cannot list `{}`: {e}", folder.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let number = name.strip_prefix("part-").and_then(|n| n.get(..5)).and_then(|n| n.parse::<u32>().ok());
+        let number = name.strip_prefix("part-").and_then(|n| n.split('.').next()).and_then(|n| n.parse::<u32>().ok());
         let ours = number.is_some() && (name.ends_with(".parquet") || name.ends_with(IN_PROGRESS));
         if ours && (name.ends_with(IN_PROGRESS) || number >= Some(keep)) {
             fs::remove_file(entry.path()).map_err(|e| format!("cannot remove old `{name}`: {e}"))?;

@@ -87,6 +87,8 @@ struct State {
     /// First sequence numbers of the segments on disk, oldest first; the
     /// last is the one written.
     segments: VecDeque<u64>,
+    /// The next batch starts a new segment (numbering jumped).
+    roll: bool,
 }
 
 impl Journal {
@@ -133,6 +135,7 @@ impl Journal {
                 closed: false,
                 failed: None,
                 segments: segments.iter().map(|(first, _)| *first).collect(),
+                roll: false,
             }),
             wake: Condvar::new(),
         });
@@ -160,6 +163,15 @@ impl Journal {
         drop(state);
         self.shared.wake.notify_one();
         seq
+    }
+
+    /// Numbers records from at least `seq` on, in a segment of their own.
+    pub fn skip_to(&self, seq: u64) {
+        let mut state = self.shared.lock();
+        if seq > state.next_seq {
+            state.next_seq = seq;
+            state.roll = true;
+        }
     }
 
     /// The sequence number the next record will get.
@@ -225,7 +237,12 @@ fn write_loop(shared: &Shared) {
         let batch_first = state.next_seq - waiting.len() as u64;
         // Go on with the last segment while it has room; else start one
         // named by this batch's first record.
+        let roll = std::mem::take(&mut state.roll);
         let open = match (&current, state.segments.back()) {
+            _ if roll => {
+                state.segments.push_back(batch_first);
+                Some(batch_first)
+            }
             (Some((_, _, size)), _) if *size < shared.segment_bytes => None,
             (None, Some(&last)) if segment_len(&shared.dir, last) < shared.segment_bytes => Some(last),
             _ => {
@@ -452,6 +469,21 @@ mod tests {
         drop(journal);
         let (journal, _) = Journal::open(dir.path(), 64).unwrap();
         assert_eq!(replayed(&journal, 3).first().map(|r| r.0), Some(3));
+    }
+
+    #[test]
+    fn numbering_can_jump_ahead_without_looking_like_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (journal, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+            append_all(&journal, &[b"a", b"b"]);
+            journal.skip_to(10);
+            append_all(&journal, &[b"c"]);
+        }
+        let (journal, damage) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(damage.is_empty(), "{damage:?}");
+        assert_eq!(journal.next_seq(), 11);
+        assert_eq!(replayed(&journal, 0).iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 10]);
     }
 
     #[test]

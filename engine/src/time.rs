@@ -37,7 +37,7 @@ impl TickClock {
 
     /// The first ms of `tick`.
     pub fn start_of(&self, tick: Tick) -> Millis {
-        (tick * self.tick_ms) as Millis
+        tick.saturating_mul(self.tick_ms).min(Millis::MAX as u64) as Millis
     }
 
     /// The first tick at or after `ms`: a window ending at `ms` (exclusive)

@@ -133,6 +133,7 @@ impl SourceFactory for HttpSourceFactory {
             recent: Default::default(),
         };
         let mut resume = Resume::default();
+        let mut position = 0;
         let journal = match &context.state_dir {
             Some(dir) => {
                 let (journal, damage) = Journal::open(&dir.join("journal"), SEGMENT_BYTES)?;
@@ -142,7 +143,12 @@ impl SourceFactory for HttpSourceFactory {
                 let from = context.positions.get(JOURNAL_KEY).map_or(Ok(0), |p| {
                     p.parse::<u64>().map_err(|_| format!("bad journal position `{p}` in the checkpoint"))
                 })?;
+                // Frames handed on before they were synced may be behind a
+                // checkpoint yet lost in a crash: numbering goes on past
+                // the checkpoint, so that new frames are replayed.
+                journal.skip_to(from);
                 resume = Resume::read(&journal, from, &spec.name, &mut queue)?;
+                position = from;
                 Some(journal)
             }
             None => None,
@@ -191,7 +197,7 @@ impl SourceFactory for HttpSourceFactory {
             resume,
             polls: VecDeque::new(),
             forgotten: 0,
-            position: 0,
+            position,
             checkpointed: VecDeque::new(),
         }))
     }
@@ -686,6 +692,12 @@ async fn admit(
                 }
                 None => 0,
             };
+            // A journal that has failed takes nothing: the frame is not
+            // admitted (the answer is a 500).
+            if seq == u64::MAX {
+                queue.recent.0.remove(&frame.frame_id);
+                continue;
+            }
             queue.frames.push_back((frame, seq));
         }
     }
