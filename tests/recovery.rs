@@ -173,6 +173,16 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
     assert_eq!(sorted_lines(&dir.join("out/detections.jsonl")), before);
 }
 
+/// Waits (up to a minute) until the outcomes file has `n` rows: a durable
+/// job that is stopped delivers only what its last checkpoint holds.
+fn wait_for_outcomes(dir: &Path, n: usize) {
+    let path = dir.join("out/outcomes.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&path).map_or(0, |t| t.lines().count()) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The job, with an HTTP source, started and listening.
 struct Server(Child);
 
@@ -229,7 +239,7 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
         dir.join("job.sql"),
         format!(
             "CREATE SOURCE cams FROM HTTP WITH (listen = '127.0.0.1:{port}', jwt_secret_file = 'secret',
-               queue = 8, lateness = '1s', idle_timeout = '1h');{VIEWS}"
+               queue = 8, lateness = '1s', idle_timeout = '3s');{VIEWS}"
         ),
     )
     .unwrap();
@@ -279,7 +289,10 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
             server = Server::start(&dir, port);
         }
     }
-    // Stop gracefully: what was accepted is finished and written.
+    // Once the cameras are quiet, event time goes on with the clock and
+    // every window closes; then stop (at a checkpoint).
+    wait_for_outcomes(&dir, acknowledged.len());
+    std::thread::sleep(Duration::from_secs(4)); // the last 2 s window, 1 s lateness
     Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     let status = server.0.wait().unwrap();
     assert!(status.success(), "the job stops cleanly");
@@ -300,7 +313,7 @@ fn a_damaged_journal_is_repaired_and_reported_and_the_rest_replayed() {
         dir.join("job.sql"),
         format!(
             "CREATE SOURCE cams FROM HTTP WITH (listen = '127.0.0.1:{port}', jwt_secret_file = 'secret',
-               lateness = '1h', idle_timeout = '1h');
+               lateness = '1s', idle_timeout = '1s');
              CREATE STREAM found AS SELECT * FROM DETECT(cams, model => 'objects', min_confidence => 0.3);
              CREATE VIEW visits AS SELECT source_id, window_start, count(*) AS n
                FROM SESSION(found, event_time, INTERVAL '1' HOUR) GROUP BY source_id, window_start;
@@ -343,6 +356,7 @@ fn a_damaged_journal_is_repaired_and_reported_and_the_rest_replayed() {
     std::fs::write(&segment, &bytes).unwrap();
 
     let mut server = Server::start(dir, port);
+    wait_for_outcomes(dir, frames.len() - 2);
     Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();

@@ -50,6 +50,11 @@ struct State {
     version: u64,
     finals: Vec<Option<BTreeMap<String, Positions>>>,
     closed_sinks: BTreeMap<String, Option<String>>,
+    /// Once stopping: the last round that began before the stop.
+    stop_after: Option<u64>,
+    /// Once the last round of a stopping job is durable: its barrier,
+    /// which stays, so that no sink writes past it.
+    frozen: Option<Barrier>,
 }
 
 struct Round {
@@ -95,6 +100,8 @@ impl Checkpoints {
                 version: 0,
                 finals: vec![None; workers],
                 closed_sinks: BTreeMap::new(),
+                stop_after: None,
+                frozen: None,
             }),
         }
     }
@@ -118,11 +125,27 @@ impl Checkpoints {
     }
 
     pub fn barrier(&self) -> Option<Barrier> {
-        self.lock().round.as_ref().map(|r| Barrier { id: r.id, tick: r.barrier })
+        let state = self.lock();
+        state.round.as_ref().map(|r| Barrier { id: r.id, tick: r.barrier }).or(state.frozen)
     }
 
     pub fn version(&self) -> u64 {
         self.lock().version
+    }
+
+    /// Whether a checkpoint taken after the job was asked to stop is
+    /// durable. The first call asks for one at once.
+    pub fn stopped(&self) -> bool {
+        let mut state = self.lock();
+        match state.stop_after {
+            Some(after) => state.last.id > after,
+            None => {
+                let after = state.round.as_ref().map_or(state.last.id, |r| r.id);
+                state.stop_after = Some(after);
+                state.since = Instant::now() - self.interval;
+                false
+            }
+        }
     }
 
     /// Worker 0, each turn: starts a round when one is due and there is
@@ -130,14 +153,16 @@ impl Checkpoints {
     pub fn maybe_start(&self, probe: Option<Tick>) {
         let Some(probe) = probe else { return };
         let mut state = self.lock();
-        if state.round.is_some() || state.since.elapsed() < self.interval {
+        if state.round.is_some() || state.frozen.is_some() || state.since.elapsed() < self.interval {
             return;
         }
         // Never behind the checkpoint resumed from: outputs before it are
         // not written again, so a sink's position there is its position
         // at any earlier tick too.
         let barrier = state.written.values().copied().max().unwrap_or(probe).max(probe).max(self.resume_tick);
-        if state.last.id > 0 && barrier <= self.clock.tick_of(state.last.frontier) {
+        // Without progress there is nothing to record, unless the job is
+        // stopping and waits for a checkpoint.
+        if state.last.id > 0 && barrier <= self.clock.tick_of(state.last.frontier) && state.stop_after.is_none() {
             return;
         }
         state.since = Instant::now();
@@ -198,6 +223,9 @@ impl Checkpoints {
             closed: state.closed_sinks.keys().chain(&self.closed_before).cloned().collect(),
         };
         checkpoint.store(&self.dir)?;
+        if state.stop_after.is_some_and(|after| checkpoint.id > after) {
+            state.frozen = Some(Barrier { id: checkpoint.id, tick: round.barrier });
+        }
         state.last = checkpoint;
         state.round = None;
         state.version += 1;

@@ -64,6 +64,9 @@ pub(crate) struct Prepared {
     /// With a state folder: the checkpoints being taken, and the one the
     /// job resumed from.
     pub checkpoints: Option<Arc<super::checkpoints::Checkpoints>>,
+    /// Set when a stopping durable job has taken its last checkpoint:
+    /// sinks drop the rest, which comes again after a restart.
+    pub discard: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the dataflow; returns one input per plan source, in plan order,
@@ -428,6 +431,18 @@ fn write_to_sink<'scope>(
                     data.for_each(|batch| entry.1.append(batch));
                 });
                 let Some(out) = sink.as_mut() else { return };
+                if job.discard.load(std::sync::atomic::Ordering::SeqCst) {
+                    pending.clear();
+                    if frontier.is_empty()
+                        && let Err(e) = out.close()
+                    {
+                        fail(&job, format!("sink `{name}`: {e}"));
+                    }
+                    if frontier.is_empty() {
+                        sink = None;
+                    }
+                    return;
+                }
                 let upto = frontier.frontier().first().copied().unwrap_or(Tick::MAX);
                 let barrier = checkpoints.as_ref().and_then(|c| c.barrier());
                 let limit = match (&checkpoints, barrier) {

@@ -240,6 +240,7 @@ fn prepare(
         metrics,
         failure: Mutex::new(None),
         checkpoints,
+        discard: AtomicBool::new(false),
     })
 }
 
@@ -488,10 +489,29 @@ fn drive(
         if !stopping && stop.load(Ordering::SeqCst) {
             stopping = true;
             for (source, input) in sources.iter_mut().zip(inputs.iter_mut()) {
-                if !source.stop() {
+                // A durable job keeps its inputs open until it has taken a
+                // last checkpoint: what it accepted is in its journals, and
+                // a restart goes on from there.
+                if !source.stop() && job.checkpoints.is_none() {
                     input.capability = None;
                     input.outcomes_capability = None;
                 }
+            }
+        }
+        // A durable job that is stopping ends once a checkpoint taken after
+        // the stop is durable: the rest of its output is dropped, not
+        // delivered early (open windows would be cut short), and comes
+        // after the restart.
+        if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| stopping)
+            && checkpoints.stopped()
+            && !job.discard.swap(true, Ordering::SeqCst)
+        {
+            eprintln!("frameflow: stopped at checkpoint {}; run the job again to go on", checkpoints.last_id());
+        }
+        if job.discard.load(Ordering::SeqCst) && inputs.iter().any(|i| i.capability.is_some()) {
+            for input in inputs.iter_mut() {
+                input.capability = None;
+                input.outcomes_capability = None;
             }
         }
         in_flight.retire(probe, &job.metrics);
@@ -595,7 +615,7 @@ fn drive(
         let sources_done = inputs.iter().all(|i| i.capability.is_none());
         if sources_done && probe.with_frontier(|f| f.is_empty()) {
             in_flight.retire(probe, &job.metrics);
-            if let Some(checkpoints) = &job.checkpoints {
+            if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| !job.discard.load(Ordering::SeqCst)) {
                 let counts: Vec<u64> = participation.logs.iter().map(|l| l.count).collect();
                 checkpoints.worker_finished(worker.index(), participation.positions(job, sources, &counts));
             }
