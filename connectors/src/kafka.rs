@@ -523,6 +523,12 @@ impl KafkaSink {
         format!("{hash:016x}")
     }
 
+    /// Waits until every row sent is delivered.
+    fn deliver(&mut self) -> Result<(), String> {
+        self.producer.flush(TIMEOUT).map_err(|e| format!("cannot deliver to `{}`: {e}", self.topic))?;
+        self.failed()
+    }
+
     fn failed(&self) -> Result<(), String> {
         match self.context.failure.lock().ok().and_then(|f| f.clone()) {
             Some(failure) => Err(failure),
@@ -556,14 +562,18 @@ impl Sink for KafkaSink {
         self.failed()
     }
 
+    /// Serves delivery reports without waiting for them: waiting on every
+    /// batch would cost a round trip to the broker per batch. Rows are
+    /// waited for at checkpoints and at the end; between them, librdkafka's
+    /// bounded queue (`send` waits when it is full) is what is in flight.
     fn flush(&mut self) -> Result<(), String> {
-        self.producer.flush(TIMEOUT).map_err(|e| format!("cannot deliver to `{}`: {e}", self.topic))?;
+        self.producer.poll(Duration::ZERO);
         self.failed()
     }
 
     /// Where the topic's partitions end once this checkpoint's rows are in.
     fn checkpoint(&mut self) -> Result<Option<String>, String> {
-        self.flush()?;
+        self.deliver()?;
         if self.exactly_once {
             self.producer.commit_transaction(TIMEOUT).map_err(|e| format!("cannot commit to `{}`: {e}", self.topic))?;
             self.producer.begin_transaction().map_err(|e| format!("cannot begin a Kafka transaction: {e}"))?;
@@ -583,7 +593,7 @@ impl Sink for KafkaSink {
     }
 
     fn close(&mut self) -> Result<(), String> {
-        self.flush()?;
+        self.deliver()?;
         if self.exactly_once {
             self.producer.commit_transaction(TIMEOUT).map_err(|e| format!("cannot commit to `{}`: {e}", self.topic))?;
         }

@@ -162,7 +162,8 @@ pub trait OperatorFactory: Send + Sync {
 /// # Contract
 /// `write` gets records in batches, all of one kind (detections, view rows
 /// or outcomes); once `flush` returns, what was written is delivered, or,
-/// for a sink that delivers in files, on its way into the next one. `close`
+/// for a sink that delivers in files or to a broker, on its way (and
+/// delivered by the next `checkpoint` or `close`). `close`
 /// comes once, when the sink's input has ended, and delivers the rest.
 /// Sinks run on one worker.
 pub trait Sink: Send {
