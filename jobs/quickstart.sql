@@ -2,7 +2,7 @@
 -- film "A Trip Down Market Street", 1906), objects detected with
 -- YOLOv3-tiny, and counted per camera and label every 10 seconds of event
 -- time. Frames come from data/frames/<camera>/<epoch ms>.jpg, as the
--- set-up (scripts/setup.sh) writes them.
+-- set-up (scripts/fetch_assets.sh) writes them.
 
 CREATE SOURCE cams FROM DIRECTORY 'data/frames' WITH (lateness = '2s');
 

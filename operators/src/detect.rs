@@ -159,7 +159,7 @@ fn known_models(store: &ModelStore) -> String {
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
         .collect();
     names.sort();
-    if names.is_empty() { "none (run scripts/setup.sh)".to_owned() } else { names.join(", ") }
+    if names.is_empty() { "none (run scripts/fetch_assets.sh)".to_owned() } else { names.join(", ") }
 }
 
 impl PreparedOperator for PreparedDetect {

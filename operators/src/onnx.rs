@@ -31,7 +31,7 @@ impl ModelStore {
         let env = ENVIRONMENT.get_or_init(|| {
             if !self.onnxruntime.is_file() {
                 return Err(format!(
-                    "ONNX Runtime library `{}` not found; run scripts/setup.sh or set FRAMEFLOW_ORT_LIB",
+                    "ONNX Runtime library `{}` not found; run scripts/fetch_assets.sh or set FRAMEFLOW_ORT_LIB",
                     self.onnxruntime.display()
                 ));
             }

@@ -1,7 +1,7 @@
 //! What the end-to-end tests share: where the set-up put things, running
 //! the real binary, reading JSONL, and the Python references.
 //!
-//! The tests need the set-up's assets (`scripts/setup.sh`); without them
+//! The tests need the set-up's assets (`scripts/fetch_assets.sh`); without them
 //! they fail with that instruction rather than pass vacuously.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -15,7 +15,7 @@ pub fn repo() -> PathBuf {
 
 pub fn assets() -> PathBuf {
     let dir = std::env::var_os("FRAMEFLOW_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo().join("assets"));
-    assert!(dir.join("models/objects.json").is_file(), "no model under {}: run scripts/setup.sh first", dir.display());
+    assert!(dir.join("models/objects.json").is_file(), "no model under {}: run scripts/fetch_assets.sh first", dir.display());
     dir
 }
 
@@ -23,7 +23,7 @@ pub fn assets() -> PathBuf {
 pub fn camera_frames(camera: &str) -> Vec<PathBuf> {
     let root = std::env::var_os("FRAMEFLOW_FRAMES").map(PathBuf::from).unwrap_or_else(|| repo().join("data/frames"));
     let mut frames: Vec<PathBuf> = std::fs::read_dir(root.join(camera))
-        .unwrap_or_else(|e| panic!("no frames for {camera} under {}: {e}; run scripts/setup.sh", root.display()))
+        .unwrap_or_else(|e| panic!("no frames for {camera} under {}: {e}; run scripts/fetch_assets.sh", root.display()))
         .map(|e| e.unwrap().path())
         .collect();
     frames.sort();
@@ -34,7 +34,7 @@ pub fn camera_frames(camera: &str) -> Vec<PathBuf> {
 /// DuckDB.
 pub fn python() -> PathBuf {
     let python = assets().join("venv/bin/python");
-    assert!(python.is_file(), "no venv at {}: run scripts/setup.sh first", python.display());
+    assert!(python.is_file(), "no venv at {}: run scripts/fetch_assets.sh first", python.display());
     python
 }
 
