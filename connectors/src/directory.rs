@@ -191,6 +191,10 @@ impl DirectorySource {
 
     /// Finds new cameras and new files of the cameras this worker owns.
     fn scan(&mut self) -> Result<(), String> {
+        // Files behind the checkpoint a job resumed from were read before
+        // it: skipped at the first scan only. A file that turns up later
+        // with an earlier name is new, and read (late, if it is).
+        let first = self.last_scan.is_none();
         self.last_scan = Some(Instant::now());
         let root = &self.config.root;
         let entries = fs::read_dir(root).map_err(|e| format!("cannot list `{}`: {e}", root.display()))?;
@@ -204,9 +208,10 @@ impl DirectorySource {
         for (name, path) in folders {
             let camera = self.cameras.entry(name.as_str().into()).or_default();
             let mut new_files = list_frames(&path, &camera.seen, self.config.event_time);
-            // Files behind the checkpoint a job resumed from were read.
-            if let Some(done) = self.done.get(&name) {
-                new_files.retain(|f| f.name > *done);
+            if let Some(done) = self.done.get(&name).filter(|_| first) {
+                let (read, rest): (Vec<_>, Vec<_>) = new_files.into_iter().partition(|f| f.name <= *done);
+                camera.seen.extend(read.into_iter().map(|f| f.name));
+                new_files = rest;
             }
             new_files.sort_by(|a, b| a.name.cmp(&b.name));
             for file in new_files {
@@ -298,6 +303,10 @@ impl Source for DirectorySource {
         // `polls` counts from the start of this run; those before are gone.
         let behind = polls.saturating_sub(self.forgotten);
         for poll in self.polls.drain(..(behind as usize).min(self.polls.len())) {
+            // The name read last, even if an earlier one: every file up to
+            // it was read before it. Files after it that were read too are
+            // read again after a restart, and their outputs before the
+            // checkpoint dropped: harmless, where skipping would lose.
             self.done.extend(poll.into_iter().map(|(camera, name)| (camera.to_string(), name)));
         }
         self.forgotten = self.forgotten.max(polls);
@@ -397,6 +406,35 @@ mod tests {
             frames.extend(batch);
         }
         frames
+    }
+
+    #[test]
+    fn a_resumed_watch_skips_what_was_read_and_reads_what_comes_later_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "1000.jpg", b"x");
+        write(dir.path(), "a", "2000.jpg", b"x");
+        let spec = spec(dir.path(), &[("watch", "true"), ("poll_interval", "1ms")]);
+        let context = SourceContext {
+            positions: [("a".to_owned(), "2000.jpg".to_owned()), ("z".to_owned(), "9.jpg".to_owned())].into(),
+            state_dir: None,
+        };
+        let mut source = DirectorySourceFactory.open_at(&spec, Partition { worker: 0, workers: 1 }, &context).unwrap();
+        assert!(drain(source.as_mut()).is_empty(), "both files were read before the checkpoint");
+        // Later: one file after the position, one with an earlier name.
+        write(dir.path(), "a", "0500.jpg", b"x");
+        write(dir.path(), "a", "3000.jpg", b"x");
+        let mut names = Vec::new();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+            names.extend(drain(source.as_mut()).iter().map(|f| f.event_time));
+        }
+        names.sort();
+        assert_eq!(names, [500, 3000], "each new file once, none of the old ones");
+        let positions = source.checkpoint(u64::MAX);
+        assert!(positions.get("a").is_some_and(|p| p.as_str() >= "0500.jpg"));
+        // Worker 0 reads every camera of a watched folder, even one not
+        // there yet: its position is kept.
+        assert_eq!(positions.get("z").map(String::as_str), Some("9.jpg"));
     }
 
     #[test]

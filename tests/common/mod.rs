@@ -15,7 +15,11 @@ pub fn repo() -> PathBuf {
 
 pub fn assets() -> PathBuf {
     let dir = std::env::var_os("FRAMEFLOW_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo().join("assets"));
-    assert!(dir.join("models/objects.json").is_file(), "no model under {}: run scripts/fetch_assets.sh first", dir.display());
+    assert!(
+        dir.join("models/objects.json").is_file(),
+        "no model under {}: run scripts/fetch_assets.sh first",
+        dir.display()
+    );
     dir
 }
 
