@@ -143,20 +143,6 @@ fn job(brokers: &str, delivery: &str) -> String {
     )
 }
 
-fn frameflow(dir: &Path, durable: bool) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_frameflow"));
-    command
-        .current_dir(dir)
-        .args(["run", "job.sql", "--progress", "none", "--workers", "2", "--checkpoint-interval", "100ms"])
-        .env("FRAMEFLOW_ASSETS", common::assets())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if durable {
-        command.arg("--durable");
-    }
-    command
-}
-
 fn sorted(values: impl IntoIterator<Item = Value>) -> Vec<String> {
     let mut lines: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
     lines.sort();
@@ -187,7 +173,7 @@ fn set_up(delivery: &str) -> (Broker, tempfile::TempDir) {
 #[test]
 fn rows_through_kafka_equal_the_jsonl_sink_of_the_same_job() {
     let (broker, dir) = set_up("at_least_once");
-    let output = frameflow(dir.path(), false).output().unwrap();
+    let output = common::frameflow(dir.path(), false).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
 
     let detections = common::read_jsonl(&dir.path().join("out/detections.jsonl"));
@@ -220,12 +206,12 @@ fn a_job_killed_mid_stream_loses_nothing_and_repeats_nothing() {
     .unwrap();
     broker.create_topic("d2", 1);
     broker.create_topic("c2", 1);
-    let output = frameflow(&reference, false).output().unwrap();
+    let output = common::frameflow(&reference, false).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
 
     let mut kills = Vec::new();
     for round in 0..4 {
-        let mut job = frameflow(dir.path(), true).spawn().unwrap();
+        let mut job = common::frameflow(dir.path(), true).spawn().unwrap();
         let after = Duration::from_millis(800 + 500 * round);
         kills.push(after.as_millis());
         std::thread::sleep(after);
@@ -233,7 +219,7 @@ fn a_job_killed_mid_stream_loses_nothing_and_repeats_nothing() {
         job.wait().unwrap();
     }
     eprintln!("killed after (ms): {kills:?}");
-    let output = frameflow(dir.path(), true).output().unwrap();
+    let output = common::frameflow(dir.path(), true).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
 
     for name in ["detections", "counts"] {

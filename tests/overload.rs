@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,23 +27,13 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// One POST over a fresh connection, as a device sends it; the status and
-/// the body.
+/// One POST as a device sends it (the project's own client): the status
+/// (0: no answer) and the body.
 fn post(port: u16, token: &str, camera: &str, at: i64, jpeg: &[u8]) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
-    let head = format!(
-        "POST /v1/frames/{camera} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: image/jpeg\r\nX-Event-Time: {at}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        jpeg.len()
-    );
-    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(jpeg)).is_err() {
-        return (0, String::new());
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    let url = format!("http://127.0.0.1:{port}/v1/frames/{camera}");
+    let (auth, at) = (format!("Bearer {token}"), at.to_string());
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/jpeg"), ("X-Event-Time", at.as_str())];
+    connectors::http::client::post(&url, &headers, jpeg).map_or((0, String::new()), |a| (a.status, a.body))
 }
 
 fn percentile(mut values: Vec<f64>, p: f64) -> f64 {

@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -51,20 +51,6 @@ const VIEWS: &str = "
     CREATE SINK d FROM found INTO FILE 'out/detections.jsonl';
     CREATE SINK c FROM counts INTO FILE 'out/counts.jsonl';
     CREATE SINK o FROM outcomes INTO FILE 'out/outcomes.jsonl';";
-
-fn frameflow(dir: &Path, durable: bool) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_frameflow"));
-    command
-        .current_dir(dir)
-        .args(["run", "job.sql", "--progress", "none", "--workers", "2", "--checkpoint-interval", "100ms"])
-        .env("FRAMEFLOW_ASSETS", common::assets())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if durable {
-        command.arg("--durable");
-    }
-    command
-}
 
 /// A detection without its frame's id (which differs between sources).
 fn detection_key(d: &Value) -> String {
@@ -116,7 +102,7 @@ fn reference(root: &Path) -> (Vec<String>, Counts) {
         format!("CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (lateness = '1s');{VIEWS}"),
     )
     .unwrap();
-    let output = frameflow(&dir, false).output().unwrap();
+    let output = common::frameflow(&dir, false).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
     let detections = common::read_jsonl(&dir.join("out/detections.jsonl"));
     let mut keys: Vec<String> = detections.iter().map(detection_key).collect();
@@ -154,7 +140,7 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
     std::os::unix::fs::symlink(root.path().join("reference/frames"), dir.join("frames")).unwrap();
     let mut kills = Vec::new();
     for _ in 0..ROUNDS {
-        let mut job = frameflow(&dir, true).spawn().unwrap();
+        let mut job = common::frameflow(&dir, true).spawn().unwrap();
         let after = Duration::from_millis(300 + random(2500));
         kills.push(after.as_millis());
         std::thread::sleep(after);
@@ -162,13 +148,13 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
         job.wait().unwrap();
     }
     eprintln!("killed after (ms): {kills:?}");
-    let output = frameflow(&dir, true).output().unwrap();
+    let output = common::frameflow(&dir, true).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
     check_against(&dir, &reference);
 
     // Run again, finished: nothing more is written.
     let before = sorted_lines(&dir.join("out/detections.jsonl"));
-    let output = frameflow(&dir, true).output().unwrap();
+    let output = common::frameflow(&dir, true).output().unwrap();
     assert!(output.status.success(), "{}", common::stderr(&output));
     assert_eq!(sorted_lines(&dir.join("out/detections.jsonl")), before);
 }
@@ -176,9 +162,13 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
 /// Waits (up to a minute) until the outcomes file has `n` rows: a durable
 /// job that is stopped delivers only what its last checkpoint holds.
 fn wait_for_outcomes(dir: &Path, n: usize) {
-    let path = dir.join("out/outcomes.jsonl");
+    wait_for_lines(&dir.join("out/outcomes.jsonl"), n);
+}
+
+/// Waits (up to a minute) until the file at `path` has `n` lines.
+fn wait_for_lines(path: &Path, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&path).map_or(0, |t| t.lines().count()) < n && Instant::now() < deadline {
+    while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -188,7 +178,7 @@ struct Server(Child);
 
 impl Server {
     fn start(dir: &Path, port: u16) -> Server {
-        let child = frameflow(dir, true).spawn().unwrap();
+        let child = common::frameflow(dir, true).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut child = child;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -297,7 +287,7 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
     std::fs::write(dir.join("job.sql"), job("1s")).unwrap();
     let mut server = Server::start(&dir, port);
     wait_for_outcomes(&dir, acknowledged.len());
-    std::thread::sleep(Duration::from_secs(4)); // the last 2 s window, 1 s lateness
+    wait_for_lines(&dir.join("out/counts.jsonl"), reference.1.len());
     Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     let status = server.0.wait().unwrap();
     assert!(status.success(), "the job stops cleanly");

@@ -60,6 +60,23 @@ pub fn run_job(dir: &Path, job: &str, extra: &[&str]) -> Output {
         .expect("frameflow runs")
 }
 
+/// `frameflow run job.sql` in `dir` on 2 workers with checkpoints every
+/// 100 ms (when `durable`), output discarded, errors piped: for tests that
+/// start, kill and restart a job.
+pub fn frameflow(dir: &Path, durable: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_frameflow"));
+    command
+        .current_dir(dir)
+        .args(["run", "job.sql", "--progress", "none", "--workers", "2", "--checkpoint-interval", "100ms"])
+        .env("FRAMEFLOW_ASSETS", assets())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if durable {
+        command.arg("--durable");
+    }
+    command
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"))).collect()

@@ -14,7 +14,7 @@
 //!   its latency includes the source's lateness (1 s here).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,22 +65,15 @@ fn start(dir: &Path, durable: bool) -> Job {
     Job(child, port)
 }
 
-/// One POST on a fresh connection: the status and the frame id.
+/// One POST (the project's own client): the status (0: no answer) and the
+/// frame id.
 fn post(port: u16, token: &str, camera: &str, at: i64, jpeg: &[u8]) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
-    let head = format!(
-        "POST /v1/frames/{camera} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: image/jpeg\r\nX-Event-Time: {at}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        jpeg.len()
-    );
-    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(jpeg)).is_err() {
-        return (0, String::new());
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let id = answer.split("\"frame_id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_owned();
-    (status, id)
+    let url = format!("http://127.0.0.1:{port}/v1/frames/{camera}");
+    let (auth, at) = (format!("Bearer {token}"), at.to_string());
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/jpeg"), ("X-Event-Time", at.as_str())];
+    let Ok(answer) = connectors::http::client::post(&url, &headers, jpeg) else { return (0, String::new()) };
+    let id = answer.body.split("\"frame_id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_owned();
+    (answer.status, id)
 }
 
 fn now_ms() -> i64 {
