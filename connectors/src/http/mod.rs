@@ -124,14 +124,7 @@ impl SourceFactory for HttpSourceFactory {
             return Ok(Box::new(ServedElsewhere));
         }
         let config = Config::from_spec(spec)?;
-        let mut queue = Queue {
-            accepting: true,
-            frames: VecDeque::new(),
-            watermarks: CameraWatermarks::new(spec.lateness_ms),
-            cameras: HashMap::new(),
-            newest: None,
-            recent: Default::default(),
-        };
+        let mut queue = Queue::new(spec.lateness_ms);
         let mut resume = Resume::default();
         let mut position = 0;
         let journal = match &context.state_dir {
@@ -253,6 +246,17 @@ struct Queue {
 const RECENT: usize = 1 << 16;
 
 impl Queue {
+    fn new(lateness_ms: Millis) -> Queue {
+        Queue {
+            accepting: true,
+            frames: VecDeque::new(),
+            watermarks: CameraWatermarks::new(lateness_ms),
+            cameras: HashMap::new(),
+            newest: None,
+            recent: Default::default(),
+        }
+    }
+
     /// Remembers `id`; `false` if it was already admitted.
     fn remember(&mut self, id: &Arc<str>) -> bool {
         let (known, order) = &mut self.recent;
@@ -319,8 +323,9 @@ struct Resume {
     /// The event times still to replay, to keep the promise behind them.
     times: BTreeMap<Millis, usize>,
     /// Per journal record, its frame's number in its camera and whether it
-    /// was late: decided at open, before any new frame, in journal order,
-    /// as when the frames first came.
+    /// was late. The number is decided at open, before any new frame, in
+    /// journal order, as when the frames first came; the late mark is the
+    /// journaled one (frames behind the checkpoint may have decided it).
     marks: HashMap<u64, (u64, Option<Millis>)>,
 }
 
@@ -332,7 +337,11 @@ impl Resume {
             if let Ok(frame) = record::decode(&payload) {
                 *resume.times.entry(frame.event_time).or_insert(0) += 1;
                 let key = camera_key(&frame.tenant, &frame.source_id);
-                resume.marks.insert(seq, queue.observe(&key, frame.event_time));
+                // Observed all the same, so that new frames are judged
+                // against the replayed ones.
+                let (seen, late) = queue.observe(&key, frame.event_time);
+                let late = if record::has_late_mark(&payload) { frame.late } else { late };
+                resume.marks.insert(seq, (seen, late));
                 queue.remember(&frame.frame_id);
             }
         }
@@ -713,4 +722,51 @@ async fn admit(
         serde_json::json!({ "frame_ids": ids })
     };
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(id: &str, event_time: Millis, late: Option<Millis>) -> Frame {
+        Frame {
+            frame_id: id.into(),
+            tenant: "acme".into(),
+            source_id: "gate".into(),
+            seq: 0,
+            event_time,
+            ingest_time: event_time,
+            media_type: engine::model::MediaType::Jpeg,
+            bytes: vec![0xff, 0xd8].into(),
+            late,
+            refused: None,
+        }
+    }
+
+    /// Frame `b` was late because of `a`, which is behind the checkpoint
+    /// the replay starts from: `b` is late again on replay, though the
+    /// replay alone would find it on time.
+    #[test]
+    fn a_replayed_frame_keeps_its_late_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, damage) = Journal::open(dir.path(), SEGMENT_BYTES).unwrap();
+        assert!(damage.is_empty());
+        let (done, synced) = std::sync::mpsc::channel();
+        for f in [frame("a", 10_000, None), frame("b", 5_000, Some(9_000))] {
+            let done = done.clone();
+            journal.append(&record::encode(&f), Box::new(move |r| done.send(r).unwrap()));
+        }
+        for _ in 0..2 {
+            synced.recv().unwrap().unwrap();
+        }
+        // Replay reads what was on disk at open, as after a restart.
+        drop(journal);
+        let (journal, _) = Journal::open(dir.path(), SEGMENT_BYTES).unwrap();
+        let mut queue = Queue::new(1_000);
+        let mut resume = Resume::read(&journal, 1, "cameras", &mut queue).unwrap();
+        let (frames, position) = resume.next(10, "cameras").unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!((&*frames[0].frame_id, frames[0].late), ("b", Some(9_000)));
+        assert_eq!(position, Some(2));
+    }
 }

@@ -1,13 +1,18 @@
 //! A frame as the HTTP source journals it: what the device sent and what
 //! the source decided (id, tenant, camera, times), in a small binary form.
 //!
-//! `version: u8 = 1 | frame_id | tenant | source_id | seq: u64 |
-//! event_time: i64 | ingest_time: i64 | media: u8 | bytes`, strings as
-//! `len: u32 | utf-8`, integers little endian, the image to the end.
+//! `version: u8 = 2 | frame_id | tenant | source_id | seq: u64 |
+//! event_time: i64 | ingest_time: i64 | media: u8 | late: u8 (0 or 1) |
+//! [watermark: i64 if late] | bytes`, strings as `len: u32 | utf-8`,
+//! integers little endian, the image to the end.
+//!
+//! The late mark is journaled because it depends on the frames that came
+//! before, some of which may be behind a checkpoint when the journal is
+//! replayed. Version 1 records, which lack it, are still read.
 
 use engine::model::{Frame, MediaType};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 pub fn encode(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::with_capacity(frame.bytes.len() + 96);
@@ -24,6 +29,13 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         MediaType::Png => 1,
         MediaType::Webp => 2,
     });
+    match frame.late {
+        None => out.push(0),
+        Some(watermark) => {
+            out.push(1);
+            out.extend_from_slice(&watermark.to_le_bytes());
+        }
+    }
     out.extend_from_slice(&frame.bytes);
     out
 }
@@ -41,7 +53,8 @@ pub fn decode(record: &[u8]) -> Result<Frame, String> {
         rest = tail;
         Ok(head)
     };
-    if take(1)? != [VERSION] {
+    let version = take(1)?[0];
+    if !(1..=VERSION).contains(&version) {
         return Err("a journaled frame of an unknown version".to_owned());
     }
     let mut text = || -> Result<std::sync::Arc<str>, String> {
@@ -59,6 +72,11 @@ pub fn decode(record: &[u8]) -> Result<Frame, String> {
         2 => MediaType::Webp,
         other => return Err(format!("a journaled frame of unknown media type {other}")),
     };
+    let late = match version {
+        1 => None,
+        _ if take(1)?[0] == 0 => None,
+        _ => Some(i64::from_le_bytes(take(8)?.try_into().map_err(|_| "bad integer")?)),
+    };
     Ok(Frame {
         frame_id,
         tenant,
@@ -68,9 +86,15 @@ pub fn decode(record: &[u8]) -> Result<Frame, String> {
         ingest_time,
         media_type,
         bytes: rest.into(),
-        late: None,
+        late,
         refused: None,
     })
+}
+
+/// Whether the record carries its late mark (version 2 on); for one that
+/// does not, the mark is decided again at replay.
+pub fn has_late_mark(record: &[u8]) -> bool {
+    record.first().is_some_and(|v| *v >= 2)
 }
 
 #[cfg(test)]
@@ -94,5 +118,7 @@ mod tests {
         let back = decode(&encode(&frame)).unwrap();
         assert_eq!(format!("{back:?}"), format!("{frame:?}"));
         assert!(decode(&encode(&frame)[..10]).is_err());
+        let late = Frame { late: Some(1_767_225_599_000), ..frame };
+        assert_eq!(decode(&encode(&late)).unwrap().late, Some(1_767_225_599_000));
     }
 }
