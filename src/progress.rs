@@ -27,7 +27,7 @@ fn frames_done(s: &MetricsSnapshot) -> u64 {
 }
 
 fn status(s: &MetricsSnapshot, rate: f64) -> String {
-    format!(
+    let mut line = format!(
         "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} rejected, {} late",
         frames_done(s),
         s.frames_in_flight.max(0),
@@ -36,7 +36,13 @@ fn status(s: &MetricsSnapshot, rate: f64) -> String {
         s.windows_closed,
         s.frames_rejected,
         s.frames_late
-    )
+    );
+    // Each vision operator's lag: frames waiting for it, and for how long
+    // the oldest has.
+    for lag in &s.operators {
+        line.push_str(&format!(" | {}: {} queued, {} ms behind", lag.name, lag.queued, lag.waited_ms));
+    }
+    line
 }
 
 impl Reporter {

@@ -2,6 +2,7 @@
 //! shows progress.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -15,10 +16,22 @@ pub struct Metrics {
     pub frames_in_flight: AtomicI64,
     /// Their bytes: encoded frames and rows.
     pub bytes_in_flight: AtomicI64,
+    /// Each vision operator's backlog, one entry per operator and worker.
+    operators: Mutex<Vec<(Arc<str>, Arc<OperatorLag>)>>,
+}
+
+/// How far one vision operator on one worker is behind its input.
+#[derive(Debug, Default)]
+pub struct OperatorLag {
+    /// Frames that reached the operator and wait for it.
+    pub queued: AtomicU64,
+    /// How long the oldest of them has waited, in milliseconds; 0 when
+    /// none waits.
+    pub waited_ms: AtomicU64,
 }
 
 /// A consistent-enough copy of the counters at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     pub frames_admitted: u64,
     pub frames_processed: u64,
@@ -28,6 +41,18 @@ pub struct MetricsSnapshot {
     pub windows_closed: u64,
     pub frames_in_flight: i64,
     pub bytes_in_flight: i64,
+    /// Per vision operator, by stream name in plan order, over all workers.
+    pub operators: Vec<OperatorLagSnapshot>,
+}
+
+/// One operator's lag over all workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorLagSnapshot {
+    pub name: Arc<str>,
+    /// Frames waiting, summed.
+    pub queued: u64,
+    /// The longest wait of a frame on any worker, in milliseconds.
+    pub waited_ms: u64,
 }
 
 impl Metrics {
@@ -35,8 +60,28 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A new lag gauge for the operator of stream `name` on one worker.
+    pub fn operator(&self, name: &str) -> Arc<OperatorLag> {
+        let lag = Arc::new(OperatorLag::default());
+        let mut operators = self.operators.lock().unwrap_or_else(|p| p.into_inner());
+        operators.push((name.into(), lag.clone()));
+        lag
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut operators: Vec<OperatorLagSnapshot> = Vec::new();
+        for (name, lag) in self.operators.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let at = match operators.iter().position(|o| o.name == *name) {
+                Some(at) => at,
+                None => {
+                    operators.push(OperatorLagSnapshot { name: name.clone(), ..Default::default() });
+                    operators.len() - 1
+                }
+            };
+            operators[at].queued += get(&lag.queued);
+            operators[at].waited_ms = operators[at].waited_ms.max(get(&lag.waited_ms));
+        }
         MetricsSnapshot {
             frames_admitted: get(&self.frames_admitted),
             frames_processed: get(&self.frames_processed),
@@ -46,6 +91,17 @@ impl Metrics {
             windows_closed: get(&self.windows_closed),
             frames_in_flight: self.frames_in_flight.load(Ordering::Relaxed),
             bytes_in_flight: self.bytes_in_flight.load(Ordering::Relaxed),
+            operators,
         }
+    }
+}
+
+impl OperatorLag {
+    /// Records the backlog after the operator ran: `queued` frames, the
+    /// oldest of which arrived at `oldest`.
+    pub fn set(&self, queued: usize, oldest: Option<std::time::Instant>) {
+        self.queued.store(queued as u64, Ordering::Relaxed);
+        let waited = oldest.map_or(0, |at| at.elapsed().as_millis() as u64);
+        self.waited_ms.store(waited, Ordering::Relaxed);
     }
 }

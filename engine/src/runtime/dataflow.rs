@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -320,20 +321,23 @@ fn run_operator<'scope>(
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
     let scope = frames.scope();
+    let lag = metrics.operator(name);
     let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
         frames.unary(Pipeline, &format!("Vision: {name}"), move |_, info| {
             let activator = scope.activator_for(info.address.clone());
-            let mut waiting: std::collections::VecDeque<(Capability<Tick>, Vec<DecodedFrame>)> = Default::default();
+            // Batches waiting, each with its capability and when it came.
+            let mut waiting: std::collections::VecDeque<(Capability<Tick>, Vec<DecodedFrame>, Instant)> =
+                Default::default();
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(held) = cap.retain_least(0) else { return };
                     // Reversed, so that popping takes them in order.
                     let mut frames: Vec<DecodedFrame> = data.flat_map(std::mem::take).collect();
                     frames.reverse();
-                    waiting.push_back((held, frames));
+                    waiting.push_back((held, frames, Instant::now()));
                 });
-                let started = std::time::Instant::now();
-                while let Some((cap, frames)) = waiting.front_mut() {
+                let started = Instant::now();
+                while let Some((cap, frames, _)) = waiting.front_mut() {
                     let mut session = output.session(&*cap);
                     while started.elapsed() < SLICE
                         && let Some(decoded) = frames.pop()
@@ -362,13 +366,14 @@ fn run_operator<'scope>(
                     drop(session);
                     waiting.pop_front();
                 }
+                lag.set(waiting.iter().map(|(_, f, _)| f.len()).sum(), waiting.front().map(|w| w.2));
             }
         });
     results.ok_err(|result| result)
 }
 
 /// How long a vision operator runs before it lets the worker do other work.
-const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+const SLICE: Duration = Duration::from_millis(20);
 
 /// Keeps the rows a `WHERE` accepts.
 fn filter_rows<'scope, R: WindowRow>(

@@ -70,7 +70,7 @@ impl Default for RunConfig {
 }
 
 /// What a finished job reports.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RunSummary {
     pub metrics: MetricsSnapshot,
     pub elapsed: Duration,
