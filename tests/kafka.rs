@@ -25,6 +25,20 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
+/// The outcome of every message a producer sent.
+#[derive(Default)]
+struct Delivered(std::sync::Mutex<Vec<Result<(), String>>>);
+
+impl rdkafka::ClientContext for Delivered {}
+
+impl rdkafka::producer::ProducerContext for Delivered {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, (): ()) {
+        self.0.lock().unwrap().push(result.as_ref().map(|_| ()).map_err(|(e, _)| e.to_string()));
+    }
+}
+
 struct Broker {
     child: Child,
     port: u16,
@@ -68,7 +82,10 @@ impl Broker {
     /// Frames as messages: key the camera, value the JPEG, the capture time
     /// in an `event_time` header.
     fn produce(&self, topic: &str, frames: &[(String, PathBuf)]) {
-        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", self.brokers()).create().unwrap();
+        let producer: BaseProducer<Delivered> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create_with_context(Delivered::default())
+            .unwrap();
         for (camera, path) in frames {
             let bytes = std::fs::read(path).unwrap();
             let at = event_time(path).to_string();
@@ -77,6 +94,12 @@ impl Broker {
             producer.poll(Duration::ZERO);
         }
         producer.flush(Duration::from_secs(30)).unwrap();
+        let delivered = producer.context().0.lock().unwrap();
+        assert_eq!(
+            delivered.iter().filter(|r| r.is_ok()).count(),
+            frames.len(),
+            "every frame was produced: {delivered:?}"
+        );
     }
 
     /// Every committed message of `topic`: key and JSON value.
@@ -173,8 +196,13 @@ fn set_up(delivery: &str) -> (Broker, tempfile::TempDir) {
 #[test]
 fn rows_through_kafka_equal_the_jsonl_sink_of_the_same_job() {
     let (broker, dir) = set_up("at_least_once");
-    let output = common::frameflow(dir.path(), false).output().unwrap();
-    assert!(output.status.success(), "{}", common::stderr(&output));
+    // A small in-flight budget, so that the source pauses its partitions
+    // and resumes them many times.
+    let output = common::frameflow(dir.path(), false).args(["--max-in-flight", "4"]).output().unwrap();
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    let all = frames().len();
+    assert!(stderr.contains(&format!(": {all} frames ({all} processed")), "every frame was read once: {stderr}");
 
     let detections = common::read_jsonl(&dir.path().join("out/detections.jsonl"));
     let counts = common::read_jsonl(&dir.path().join("out/counts.jsonl"));

@@ -13,11 +13,13 @@
 //!   past the frames behind it, and commits it to the group once durable.
 //!   A job starts from its checkpoint, else the group's committed offsets,
 //!   else the earliest.
-//! - When the in-flight budget is full the engine stops polling; librdkafka
-//!   then fetches no more than `queued.max.messages.kbytes` (16 MiB here)
-//!   ahead, so memory stays bounded.
-//! - `until = 'end'` reads to the end offsets found at start and finishes
-//!   (for backfills and tests); by default the source runs until stopped.
+//! - When the in-flight budget is full the engine stops polling and the
+//!   source pauses its partitions until the next poll; even unpaused,
+//!   librdkafka fetches no more than `queued.max.messages.kbytes` (16 MiB
+//!   here) ahead, so memory stays bounded.
+//! - `until = 'end'` reads until it has caught up with the end of every
+//!   partition, at least the end found at start, and finishes (for
+//!   backfills and tests); by default the source runs until stopped.
 //! - Options: `brokers`, `group`, `until`, `idle_timeout` (a camera quiet
 //!   that long stops holding back the others), `tenant`, `lateness`, `late`.
 //!
@@ -156,6 +158,8 @@ impl SourceFactory for KafkaSourceFactory {
             cameras: Cameras { watermarks: CameraWatermarks::new(spec.lateness_ms), seen: BTreeMap::new() },
             next,
             ends,
+            reached_end: HashSet::new(),
+            paused: false,
             polls: VecDeque::new(),
             forgotten: 0,
             done: next_positions(&context.positions).into_iter().filter(|(p, _)| mine.contains(p)).collect(),
@@ -183,6 +187,23 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> 
     }
 }
 
+impl KafkaSource {
+    /// Resumes paused partitions at the next offsets this source has not
+    /// read. librdkafka drops what it fetched ahead at a pause, and on
+    /// resume fetched from further on than this source had read (frames
+    /// were lost until the seek was added), so the offsets are set here.
+    fn resume(&mut self) -> Result<(), String> {
+        let mut at = TopicPartitionList::new();
+        for (p, next) in &self.next {
+            at.add_partition_offset(&self.topic, *p, Offset::Offset(*next))
+                .map_err(|e| format!("cannot resume partition {p}: {e}"))?;
+        }
+        self.consumer.resume(&at).map_err(|e| format!("cannot resume Kafka partitions: {e}"))?;
+        self.consumer.seek_partitions(at, TIMEOUT).map_err(|e| format!("cannot resume Kafka partitions: {e}"))?;
+        Ok(())
+    }
+}
+
 struct KafkaSource {
     consumer: BaseConsumer,
     topic: String,
@@ -194,6 +215,10 @@ struct KafkaSource {
     next: BTreeMap<i32, i64>,
     /// The end offsets found at start (for `until = 'end'`).
     ends: BTreeMap<i32, i64>,
+    /// Partitions whose end the consumer reached, with nothing after.
+    reached_end: HashSet<i32>,
+    /// Paused because the engine had no room; resumed at the next poll.
+    paused: bool,
     /// Per poll not yet behind a checkpoint: partitions' next offsets.
     polls: VecDeque<Vec<(i32, i64)>>,
     forgotten: u64,
@@ -204,8 +229,18 @@ struct KafkaSource {
 }
 
 impl KafkaSource {
+    /// Whether `until = 'end'` is met: every partition has been read to
+    /// the end found at start, and then to the end the broker reports when
+    /// fetching. The second is what counts; the first guards against an
+    /// end-of-partition event from before the start. (tansu 0.6 reports,
+    /// for the latest offset, the last batch's base offset plus one, short
+    /// of the true end: ending there lost the rest of that batch.)
     fn at_end(&self) -> bool {
-        self.until_end && self.next.iter().all(|(p, next)| *next >= self.ends.get(p).copied().unwrap_or(0))
+        self.until_end
+            && self
+                .next
+                .iter()
+                .all(|(p, next)| self.reached_end.contains(p) && *next >= self.ends.get(p).copied().unwrap_or(0))
     }
 }
 
@@ -261,6 +296,9 @@ fn sniff(bytes: &[u8]) -> Option<MediaType> {
 
 impl Source for KafkaSource {
     fn poll(&mut self, max: usize) -> Result<SourcePoll, String> {
+        if std::mem::take(&mut self.paused) {
+            self.resume()?;
+        }
         let mut frames = Vec::new();
         let mut moved: Vec<(i32, i64)> = Vec::new();
         while frames.len() < max && !self.at_end() {
@@ -268,6 +306,7 @@ impl Source for KafkaSource {
             let message = match result {
                 Ok(message) => message,
                 Err(KafkaError::PartitionEOF(partition)) => {
+                    self.reached_end.insert(partition);
                     // The rest up to the end was transaction markers or
                     // compacted away.
                     if let Some(end) = self.ends.get(&partition).copied() {
@@ -279,9 +318,7 @@ impl Source for KafkaSource {
                 Err(e) => return Err(format!("Kafka: {e}")),
             };
             let (partition, offset) = (message.partition(), message.offset());
-            if self.until_end && offset >= self.ends.get(&partition).copied().unwrap_or(0) {
-                continue;
-            }
+            self.reached_end.remove(&partition);
             let frame = self.cameras.frame(&self.topic, &self.tenant, &message);
             self.next.insert(partition, offset + 1);
             match moved.iter_mut().find(|(p, _)| *p == partition) {
@@ -295,6 +332,16 @@ impl Source for KafkaSource {
             return Ok(SourcePoll::Frames(frames));
         }
         Ok(if self.at_end() { SourcePoll::Done } else { SourcePoll::Idle })
+    }
+
+    /// Stops fetching; the next `poll` resumes where this source stands.
+    fn pause(&mut self) {
+        let paused = self.consumer.assignment().and_then(|assigned| self.consumer.pause(&assigned));
+        match paused {
+            Ok(()) => self.paused = true,
+            // Not fatal: the bounded fetch queue still holds it back.
+            Err(e) => eprintln!("frameflow: cannot pause Kafka partitions: {e}"),
+        }
     }
 
     fn watermark(&mut self) -> Option<Millis> {
@@ -430,42 +477,38 @@ fn written_since(brokers: &str, topic: &str, position: &str) -> Result<HashSet<S
         .set("group.id", "frameflow-sink-resume")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .map_err(|e| format!("cannot connect to Kafka at {brokers}: {e}"))?;
     let mut assignment = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
+    let mut left = HashSet::new();
     for (partition, offset) in parse_offsets(position)? {
-        let (_, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT).map_err(|e| format!("{e}"))?;
-        if high > offset {
-            assignment.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(|e| format!("{e}"))?;
-            ends.insert(partition, high);
-        }
+        assignment.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(|e| format!("{e}"))?;
+        left.insert(partition);
     }
     let mut keys = HashSet::new();
-    if ends.is_empty() {
+    if left.is_empty() {
         return Ok(keys);
     }
     consumer.assign(&assignment).map_err(|e| format!("cannot read `{topic}` back: {e}"))?;
     let deadline = Instant::now() + TIMEOUT * 3;
-    // Read until every partition is at its end (transaction markers take
-    // offsets too, so positions, not messages, tell).
-    while !ends.is_empty() {
+    // Read until every partition reports its end, as fetched: the latest
+    // offset a broker lists may fall short of it (tansu's does).
+    while !left.is_empty() {
         if Instant::now() > deadline {
             return Err(format!("cannot read `{topic}` back to its end after a restart"));
         }
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.map_err(|e| format!("cannot read `{topic}` back: {e}"))?;
-            if let Some(key) = message.key() {
-                keys.insert(String::from_utf8_lossy(key).into_owned());
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                left.remove(&partition);
             }
-        }
-        let position = consumer.position().map_err(|e| format!("{e}"))?;
-        for element in position.elements() {
-            if let Offset::Offset(at) = element.offset()
-                && ends.get(&element.partition()).is_some_and(|end| at >= *end)
-            {
-                ends.remove(&element.partition());
+            Some(message) => {
+                let message = message.map_err(|e| format!("cannot read `{topic}` back: {e}"))?;
+                if let Some(key) = message.key() {
+                    keys.insert(String::from_utf8_lossy(key).into_owned());
+                }
             }
+            None => {}
         }
     }
     Ok(keys)

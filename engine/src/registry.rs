@@ -86,6 +86,12 @@ pub trait Source: Send {
         false
     }
 
+    /// The engine has had no room for more input (its in-flight budget is
+    /// full) for a while, and will not poll until it has. A source that
+    /// fetches ahead (a Kafka consumer) stops fetching; the next `poll`
+    /// goes on. Called once per such pause.
+    fn pause(&mut self) {}
+
     /// The positions to resume from once the first `polls` polls that
     /// returned input (frames or rows, even if none were admitted) are
     /// delivered (a camera's last file, a partition's

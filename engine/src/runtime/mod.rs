@@ -469,6 +469,11 @@ impl Participation {
 
 /// The worker's loop: admit, promise, step — until every source is done and
 /// every result delivered.
+/// How long the in-flight budget holds a source back before it is told
+/// to pause: short waits are the common case under load, and a pause costs
+/// a source like Kafka its prefetched input.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
 fn drive(
     worker: &mut timely::worker::Worker,
     job: &Prepared,
@@ -482,6 +487,9 @@ fn drive(
     let mut stopping = false;
     let mut participation =
         Participation { logs: sources.iter().map(|_| PollLog::default()).collect(), ..Default::default() };
+    // Per source: since when the budget has held it back, and whether it
+    // was told to pause.
+    let mut held: Vec<Option<(Instant, bool)>> = vec![None; sources.len()];
     loop {
         if let Some(failure) = job.failure.lock().ok().and_then(|f| f.clone()) {
             return Err(failure);
@@ -528,8 +536,14 @@ fn drive(
             } else if in_flight.before(*capability.time()) == 0 {
                 1
             } else {
+                let (since, paused) = held[index].get_or_insert((Instant::now(), false));
+                if !*paused && since.elapsed() >= PAUSE_AFTER {
+                    *paused = true;
+                    source.pause();
+                }
                 continue;
             };
+            held[index] = None;
             let policy = job.plan.sources[index].late;
             let clock = job.clock;
             let metrics = &job.metrics;
