@@ -43,7 +43,7 @@ fn corrupt_and_empty_frames_are_dead_lettered_and_the_rest_processed() {
     let output = common::run_job(dir.path(), JOB, &["--workers", "2"]);
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("22 frames (20 processed, 2 rejected, 0 late)"), "{stderr}");
+    assert!(stderr.contains("22 frames (20 processed, 0 degraded, 2 rejected, 0 late)"), "{stderr}");
 
     let out = dir.path().join("out");
     let detections = common::read_jsonl(&out.join("detections.jsonl"));
@@ -148,7 +148,7 @@ fn generated_frames_go_through_detection_like_a_camera() {
     let output = common::run_job(dir.path(), job, &["--workers", "2"]);
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("12 frames (12 processed, 0 rejected, 0 late)"), "{stderr}");
+    assert!(stderr.contains("12 frames (12 processed, 0 degraded, 0 rejected, 0 late)"), "{stderr}");
     let outcomes = common::read_jsonl(&dir.path().join("out/outcomes.jsonl"));
     let mut ids: Vec<&str> = outcomes.iter().map(|o| o["frame_id"].as_str().unwrap()).collect();
     ids.sort_unstable();
@@ -169,7 +169,7 @@ fn a_byte_budget_smaller_than_one_frame_still_finishes_the_job() {
     let output = common::run_job(dir.path(), JOB, &["--workers", "2", "--max-in-flight-bytes", "1KiB"]);
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("22 frames (20 processed, 2 rejected, 0 late)"), "{stderr}");
+    assert!(stderr.contains("22 frames (20 processed, 0 degraded, 2 rejected, 0 late)"), "{stderr}");
     let bad = common::run_job(dir.path(), JOB, &["--max-in-flight-bytes", "lots"]);
     assert!(common::stderr(&bad).contains("is not a size like '32MiB'"), "{}", common::stderr(&bad));
 }

@@ -224,7 +224,7 @@ fn every_answer_of_the_http_source_and_a_graceful_stop() {
     std::io::Read::read_to_string(job.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}");
     let n = accepted.len();
-    assert!(stderr.contains(&format!("{n} frames ({n} processed, 0 rejected, 0 late)")), "{stderr}");
+    assert!(stderr.contains(&format!("{n} frames ({n} processed, 0 degraded, 0 rejected, 0 late)")), "{stderr}");
 
     // What was stored: exactly the accepted frames, each with its tenant.
     let outcomes = common::read_jsonl(&root.join("out/outcomes.jsonl"));

@@ -202,7 +202,10 @@ fn rows_through_kafka_equal_the_jsonl_sink_of_the_same_job() {
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
     let all = frames().len();
-    assert!(stderr.contains(&format!(": {all} frames ({all} processed")), "every frame was read once: {stderr}");
+    assert!(
+        stderr.contains(&format!(": {all} frames ({all} processed, 0 degraded")),
+        "every frame was read once: {stderr}"
+    );
 
     let detections = common::read_jsonl(&dir.path().join("out/detections.jsonl"));
     let counts = common::read_jsonl(&dir.path().join("out/counts.jsonl"));

@@ -89,7 +89,7 @@ fn run_with_workers(root: &Path, workers: &str) -> Vec<CountRow> {
     let output = common::run_job(&dir, JOB, &["--workers", workers, "--tick-ms", "100"]);
     let stderr = common::stderr(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("56 frames (55 processed, 0 rejected, 1 late)"), "{stderr}");
+    assert!(stderr.contains("56 frames (55 processed, 0 degraded, 0 rejected, 1 late)"), "{stderr}");
 
     let out = dir.join("out");
     let streamed = frameflow_counts(&out);

@@ -146,8 +146,26 @@ pub trait Decoder: Send + Sync {
 /// panic costs that frame only: it is marked rejected with the message, and
 /// the stream goes on.
 pub trait VisionOperator {
-    fn process(&mut self, frame: &DecodedFrame) -> Result<Vec<Detection>, String>;
+    fn process(&mut self, frame: &DecodedFrame) -> FrameResult;
+
+    /// How many frames the operator would rather take at once (a model
+    /// that runs a batch in one call). The engine hands it up to that many
+    /// through [`VisionOperator::process_batch`]; results must equal those
+    /// of `process` frame by frame.
+    fn preferred_batch(&self) -> usize {
+        1
+    }
+
+    /// One result per frame, in order. An `Err` (or a panic) for the whole
+    /// batch makes the engine run its frames one by one through `process`,
+    /// so that one bad frame costs only itself.
+    fn process_batch(&mut self, frames: &[&DecodedFrame]) -> Result<Vec<FrameResult>, String> {
+        Ok(frames.iter().map(|frame| self.process(frame)).collect())
+    }
 }
+
+/// What an operator found in one frame, or why it could not look.
+pub type FrameResult = Result<Vec<Detection>, String>;
 
 /// A vision operator, checked and with its models loaded, ready to make
 /// per-worker instances.

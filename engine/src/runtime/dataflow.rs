@@ -12,9 +12,7 @@
 //! Operators with per-camera state will exchange by `source_id` instead.
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -24,6 +22,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Capability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
+use super::vision::{RunPolicy, run_operator};
 use super::window::WindowRow;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
@@ -57,6 +56,8 @@ pub(crate) struct Prepared {
     pub clock: TickClock,
     pub decoder: Arc<dyn Decoder>,
     pub operators: HashMap<String, Arc<dyn PreparedOperator>>,
+    /// How each vision stream runs its operator (batches, shedding).
+    pub policies: HashMap<String, RunPolicy>,
     /// Opened sinks; worker 0 takes them, since every record is routed there.
     pub sinks: HashMap<String, Mutex<Option<Box<dyn Sink>>>>,
     pub metrics: Arc<Metrics>,
@@ -120,7 +121,8 @@ pub(crate) fn build<'scope>(
             StreamInput::Vision { sources, .. } => {
                 let input = scope.concatenate(sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
                 let operator = job.operators.get(name).ok_or_else(|| format!("stream `{name}` was not prepared"))?;
-                let (found, outcome) = run_operator(input, name, operator.instance()?, job.metrics.clone());
+                let (found, outcome) =
+                    run_operator(input, name, operator.instance()?, job.policies[name], job.metrics.clone());
                 outcomes.push(outcome);
                 found
             }
@@ -306,75 +308,6 @@ pub(crate) fn outcome(
     }
 }
 
-/// Runs a vision operator on each frame: its detections, and one outcome
-/// per frame. A failure or a panic costs that frame only.
-///
-/// Frames are taken in slices of about [`SLICE`]: the rest wait here, with
-/// their capabilities, and the operator asks to run again. Between slices
-/// the worker admits input and takes checkpoints, so a model that takes a
-/// second for a queue of frames does not stall the worker for that second.
-fn run_operator<'scope>(
-    frames: StreamVec<'scope, Tick, DecodedFrame>,
-    name: &str,
-    mut operator: Box<dyn crate::registry::VisionOperator>,
-    metrics: Arc<Metrics>,
-) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
-    let stage: Arc<str> = name.into();
-    let scope = frames.scope();
-    let lag = metrics.operator(name);
-    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
-        frames.unary(Pipeline, &format!("Vision: {name}"), move |_, info| {
-            let activator = scope.activator_for(info.address.clone());
-            // Batches waiting, each with its capability and when it came.
-            let mut waiting: std::collections::VecDeque<(Capability<Tick>, Vec<DecodedFrame>, Instant)> =
-                Default::default();
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(held) = cap.retain_least(0) else { return };
-                    // Reversed, so that popping takes them in order.
-                    let mut frames: Vec<DecodedFrame> = data.flat_map(std::mem::take).collect();
-                    frames.reverse();
-                    waiting.push_back((held, frames, Instant::now()));
-                });
-                let started = Instant::now();
-                while let Some((cap, frames, _)) = waiting.front_mut() {
-                    let mut session = output.session(&*cap);
-                    while started.elapsed() < SLICE
-                        && let Some(decoded) = frames.pop()
-                    {
-                        let result = catch_unwind(AssertUnwindSafe(|| operator.process(&decoded)))
-                            .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))));
-                        let frame = &decoded.frame;
-                        match result {
-                            Ok(found) => {
-                                Metrics::add(&metrics.frames_processed, 1);
-                                Metrics::add(&metrics.detections, found.len() as u64);
-                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
-                                session.give_iterator(found.into_iter().map(Ok));
-                                session.give(Err(processed));
-                            }
-                            Err(reason) => {
-                                Metrics::add(&metrics.frames_rejected, 1);
-                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
-                            }
-                        }
-                    }
-                    if !frames.is_empty() {
-                        activator.activate();
-                        break;
-                    }
-                    drop(session);
-                    waiting.pop_front();
-                }
-                lag.set(waiting.iter().map(|(_, f, _)| f.len()).sum(), waiting.front().map(|w| w.2));
-            }
-        });
-    results.ok_err(|result| result)
-}
-
-/// How long a vision operator runs before it lets the worker do other work.
-const SLICE: Duration = Duration::from_millis(20);
-
 /// Keeps the rows a `WHERE` accepts.
 fn filter_rows<'scope, R: WindowRow>(
     rows: StreamVec<'scope, Tick, R>,
@@ -385,14 +318,6 @@ fn filter_rows<'scope, R: WindowRow>(
         let keep = R::filter(filter.0.as_ref(), batch)?;
         Ok(batch.drain(..).zip(keep).filter(|(_, keep)| *keep).map(|(row, _)| row).collect())
     })
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Routes every record to worker 0, which writes them and closes the sink

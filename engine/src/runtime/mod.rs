@@ -9,6 +9,7 @@
 
 mod checkpoints;
 mod dataflow;
+pub mod vision;
 mod window;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -169,14 +170,22 @@ fn prepare(
         })?;
     }
     let mut operators = HashMap::new();
+    let mut policies = HashMap::new();
     for spec in &plan.streams {
         let StreamInput::Vision { operator, options, .. } = &spec.input else { continue };
+        let mut options = options.clone();
+        let policy = vision::RunPolicy::take(&mut options).map_err(|reason| EngineError::Plugin {
+            what: "stream",
+            name: spec.name.clone(),
+            reason,
+        })?;
+        policies.insert(spec.name.clone(), policy);
         let factory = registry.operators.get(operator.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
             what: "operator",
             name: operator.clone(),
             known: known(registry.operators.keys().collect()),
         })?;
-        let prepared = factory.prepare(options).map_err(|reason| EngineError::Plugin {
+        let prepared = factory.prepare(&options).map_err(|reason| EngineError::Plugin {
             what: "stream",
             name: spec.name.clone(),
             reason,
@@ -236,6 +245,7 @@ fn prepare(
         clock,
         decoder: registry.decoder.clone(),
         operators,
+        policies,
         sinks,
         metrics,
         failure: Mutex::new(None),

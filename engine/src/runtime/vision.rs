@@ -1,0 +1,251 @@
+//! Running a vision operator inside the dataflow: in slices, in batches,
+//! with each frame's failure its own, and shedding load by policy when the
+//! operator falls behind.
+//!
+//! ```text
+//!  frames ─▶ queue (per capability, with arrival time)
+//!              │ behind by more than max_lag? ─▶ keep 1 in keep_every per camera, the rest: degraded
+//!              ▼
+//!           batch of up to N (waits up to batch_wait for N) ─▶ process_batch ─┬─▶ detections
+//!              a failed batch is run again frame by frame                     └─▶ one outcome per frame
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::{Capability, Operator};
+
+use super::dataflow::outcome;
+use crate::metrics::Metrics;
+use crate::model::{DecodedFrame, Detection, FrameOutcome, Outcome};
+use crate::plan::Options;
+use crate::registry::{FrameResult, VisionOperator};
+use crate::time::Tick;
+
+/// How long a vision operator runs before it lets the worker do other work.
+const SLICE: Duration = Duration::from_millis(20);
+
+/// How a stream runs its operator, from the options every vision call
+/// takes beside the operator's own:
+/// - `batch => 8`: frames per call (default: what the operator prefers);
+/// - `batch_wait => '5ms'`: how long a short batch waits for more frames;
+/// - `max_lag => '2s'`: how long a frame may wait for the operator before
+///   the operator sheds load (default: never);
+/// - `keep_every => 4`: while shedding, each camera keeps one frame in
+///   this many (default 4); `0` keeps none, so the operator is skipped
+///   while other streams (motion, say) go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunPolicy {
+    pub batch: Option<usize>,
+    pub batch_wait: Duration,
+    pub max_lag: Option<Duration>,
+    pub keep_every: u64,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        RunPolicy { batch: None, batch_wait: Duration::from_millis(5), max_lag: None, keep_every: 4 }
+    }
+}
+
+/// The option names [`RunPolicy`] takes.
+pub const POLICY_OPTIONS: [&str; 4] = ["batch", "batch_wait", "max_lag", "keep_every"];
+
+impl RunPolicy {
+    /// Takes the policy's options out of a vision call's; the rest are the
+    /// operator's own.
+    ///
+    /// # Errors
+    /// A value that is not a count or a duration.
+    pub fn take(options: &mut Options) -> Result<RunPolicy, String> {
+        let mut policy = RunPolicy::default();
+        let count =
+            |name: &str, text: &str| text.parse::<u64>().map_err(|_| format!("{name} = {text} is not a whole number"));
+        let duration = |name: &str, text: &str| {
+            humantime::parse_duration(text)
+                .map_err(|e| format!("{name} = '{text}' is not a duration such as '500ms': {e}"))
+        };
+        if let Some(text) = options.remove("batch") {
+            policy.batch = Some(count("batch", &text).and_then(|n| {
+                if (1..=1024).contains(&n) { Ok(n as usize) } else { Err(format!("batch = {n} is not 1 to 1024")) }
+            })?);
+        }
+        if let Some(text) = options.remove("batch_wait") {
+            policy.batch_wait = duration("batch_wait", &text)?;
+        }
+        if let Some(text) = options.remove("max_lag") {
+            policy.max_lag = Some(duration("max_lag", &text)?);
+        }
+        if let Some(text) = options.remove("keep_every") {
+            policy.keep_every = count("keep_every", &text)?;
+        }
+        Ok(policy)
+    }
+}
+
+/// Frames waiting under one capability, in order, with when they came.
+struct Waiting {
+    capability: Capability<Tick>,
+    frames: VecDeque<DecodedFrame>,
+    arrived: Instant,
+}
+
+/// Runs a vision operator on each frame: its detections, and one outcome
+/// per frame. A failure or a panic costs that frame only.
+///
+/// Frames are taken in slices of about [`SLICE`]: the rest wait here, with
+/// their capabilities, and the operator asks to run again. Between slices
+/// the worker admits input and takes checkpoints, so a model that takes a
+/// second for a queue of frames does not stall the worker for that second.
+pub(crate) fn run_operator<'scope>(
+    frames: StreamVec<'scope, Tick, DecodedFrame>,
+    name: &str,
+    mut operator: Box<dyn VisionOperator>,
+    policy: RunPolicy,
+    metrics: Arc<Metrics>,
+) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
+    let stage: Arc<str> = name.into();
+    let name = name.to_owned();
+    let scope = frames.scope();
+    let lag = metrics.operator(&name);
+    let batch = policy.batch.unwrap_or_else(|| operator.preferred_batch()).max(1);
+    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
+        frames.unary_frontier(Pipeline, &format!("Vision: {name}"), move |_, info| {
+            let activator = scope.activator_for(info.address.clone());
+            let mut waiting: VecDeque<Waiting> = VecDeque::new();
+            // Per camera, frames seen while shedding.
+            let mut shed_count: HashMap<Arc<str>, u64> = HashMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(capability) = cap.retain_least(0) else { return };
+                    let frames = data.flat_map(std::mem::take).collect();
+                    waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
+                });
+                let started = Instant::now();
+                while started.elapsed() < SLICE {
+                    let queued: usize = waiting.iter().map(|w| w.frames.len()).sum();
+                    let Some(front) = waiting.front() else { break };
+                    // A short batch waits a little for more frames, unless
+                    // no more can come before the frontier moves on.
+                    if queued < batch && !frontier.is_empty() && front.arrived.elapsed() < policy.batch_wait {
+                        activator.activate_after(policy.batch_wait - front.arrived.elapsed());
+                        break;
+                    }
+                    // Up to `batch` frames, with the index of their batch
+                    // of arrival; frames to shed are answered at once.
+                    let mut taken: Vec<(usize, DecodedFrame)> = Vec::new();
+                    for (index, entry) in waiting.iter_mut().enumerate() {
+                        let behind = entry.arrived.elapsed();
+                        while taken.len() < batch
+                            && let Some(decoded) = entry.frames.pop_front()
+                        {
+                            if let Some(max_lag) = policy.max_lag.filter(|max| behind > *max) {
+                                let n = shed_count.entry(decoded.frame.source_id.clone()).or_insert(0);
+                                *n += 1;
+                                if policy.keep_every == 0 || !(*n - 1).is_multiple_of(policy.keep_every) {
+                                    Metrics::add(&metrics.frames_degraded, 1);
+                                    let reason = format!(
+                                        "shed: {name} was {} ms behind (max_lag {} ms)",
+                                        behind.as_millis(),
+                                        max_lag.as_millis()
+                                    );
+                                    let degraded = outcome(&decoded.frame, Outcome::Degraded, &stage, Some(reason), 0);
+                                    output.session(&entry.capability).give(Err(degraded));
+                                    continue;
+                                }
+                            }
+                            taken.push((index, decoded));
+                        }
+                        if taken.len() == batch {
+                            break;
+                        }
+                    }
+                    let frames: Vec<&DecodedFrame> = taken.iter().map(|(_, f)| f).collect();
+                    for ((index, decoded), result) in taken.iter().zip(run_batch(operator.as_mut(), &frames)) {
+                        let mut session = output.session(&waiting[*index].capability);
+                        let frame = &decoded.frame;
+                        match result {
+                            Ok(found) => {
+                                Metrics::add(&metrics.frames_processed, 1);
+                                Metrics::add(&metrics.detections, found.len() as u64);
+                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
+                                session.give_iterator(found.into_iter().map(Ok));
+                                session.give(Err(processed));
+                            }
+                            Err(reason) => {
+                                Metrics::add(&metrics.frames_rejected, 1);
+                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
+                            }
+                        }
+                    }
+                    while waiting.front().is_some_and(|w| w.frames.is_empty()) {
+                        waiting.pop_front();
+                    }
+                }
+                if !waiting.is_empty() && started.elapsed() >= SLICE {
+                    activator.activate();
+                }
+                if waiting.is_empty() {
+                    shed_count.clear();
+                }
+                lag.set(waiting.iter().map(|w| w.frames.len()).sum(), waiting.front().map(|w| w.arrived));
+            }
+        });
+    results.ok_err(|result| result)
+}
+
+/// One batch through the operator. If the batch as a whole fails or
+/// panics, each frame is run alone, so that a bad frame costs only itself.
+fn run_batch(operator: &mut dyn VisionOperator, frames: &[&DecodedFrame]) -> Vec<FrameResult> {
+    if frames.is_empty() {
+        return Vec::new();
+    }
+    if frames.len() > 1 {
+        let results = catch_unwind(AssertUnwindSafe(|| operator.process_batch(frames)));
+        if let Ok(Ok(results)) = results
+            && results.len() == frames.len()
+        {
+            return results;
+        }
+    }
+    frames
+        .iter()
+        .map(|frame| {
+            catch_unwind(AssertUnwindSafe(|| operator.process(frame)))
+                .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))))
+        })
+        .collect()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_options_are_taken_and_the_rest_left() {
+        let mut options: Options = [("batch", "8"), ("max_lag", "250ms"), ("keep_every", "0"), ("model", "objects")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let policy = RunPolicy::take(&mut options).unwrap();
+        assert_eq!(policy.batch, Some(8));
+        assert_eq!(policy.max_lag, Some(Duration::from_millis(250)));
+        assert_eq!(policy.keep_every, 0);
+        assert_eq!(options.keys().collect::<Vec<_>>(), ["model"]);
+        let mut bad: Options = [("max_lag".to_owned(), "soon".to_owned())].into();
+        assert!(RunPolicy::take(&mut bad).unwrap_err().contains("max_lag = 'soon'"));
+    }
+}
