@@ -22,6 +22,7 @@ START=$SECONDS
 ORT_VERSION=1.31.1
 PIP_PINS=(
   numpy==2.4.6 onnx==1.23.2 "onnxruntime==$ORT_VERSION" opencv-python-headless==5.0.0.93 duckdb==2.0.0
+  segno==1.6.6  # QR codes for the QR test's scenes
   # their dependencies, pinned too so a new release cannot change a fresh set-up
   protobuf==7.36.2 ml_dtypes==0.6.0 flatbuffers==25.12.19 packaging==26.3 typing_extensions==4.16.0
 )

@@ -197,6 +197,7 @@ fn run_job(args: RunArgs) -> Result<()> {
     let connectors = queries::KnownConnectors {
         source_kinds: registry.sources.keys().map(|k| k.to_string()).collect(),
         sink_kinds: registry.sinks.keys().map(|k| k.to_string()).collect(),
+        operators: registry.operators.keys().map(|k| k.to_string()).collect(),
     };
     let plan = queries::plan_job_in(&sql, &connectors).map_err(|e| {
         let hint = e.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default();

@@ -6,7 +6,6 @@
 //! original frame. Each worker has its own session (ONNX Runtime sessions
 //! are not safe to run from two threads at once), on `threads` threads.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -60,9 +59,7 @@ fn parse_fraction(options: &Options, name: &str, default: f32) -> Result<f32, St
 
 impl OperatorFactory for DetectFactory {
     fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
-        if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(format!("DETECT has no argument `{unknown}`; its arguments: {}", OPTIONS.join(", ")));
-        }
+        crate::check_options("DETECT", options, &OPTIONS)?;
         let model = options.get("model").map_or("objects", String::as_str);
         let config = DetectConfig {
             min_confidence: parse_fraction(options, "min_confidence", 0.25)?,
@@ -219,21 +216,9 @@ impl VisionOperator for Detector {
         let found = self.detect(&decoded.pixels)?;
         Ok(found
             .into_iter()
-            .map(|c| Detection {
-                frame_id: frame.frame_id.clone(),
-                tenant: frame.tenant.clone(),
-                source_id: frame.source_id.clone(),
-                event_time: frame.event_time,
-                operator: self.operator.clone(),
-                label: self.card.labels.get(c.class).map_or_else(|| format!("class{}", c.class), Clone::clone).into(),
-                confidence: c.score,
-                x: c.bbox[0],
-                y: c.bbox[1],
-                w: c.bbox[2],
-                h: c.bbox[3],
-                track_id: None,
-                text: None,
-                attributes: BTreeMap::new(),
+            .map(|c| {
+                let label = self.card.labels.get(c.class).map_or_else(|| format!("class{}", c.class), Clone::clone);
+                crate::detection(frame, &self.operator, &label, c.score, c.bbox)
             })
             .collect())
     }

@@ -15,13 +15,47 @@ pub mod decode;
 pub mod detect;
 pub mod letterbox;
 pub mod onnx;
+pub mod qr;
 pub mod yolo;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use engine::model::{Detection, Frame};
+use engine::plan::Options;
 use engine::registry::Registry;
 
 /// Adds every operator this build has to `registry`.
 pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("detect", Arc::new(detect::DetectFactory::new(store.clone())));
+    registry.operators.insert("qr", Arc::new(qr::QrFactory));
+}
+
+/// Refuses an option the operator does not take, naming those it does.
+pub(crate) fn check_options(operator: &str, options: &Options, known: &[&str]) -> Result<(), String> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(unknown) if known.is_empty() => Err(format!("{operator} has no argument `{unknown}`; it takes none")),
+        Some(unknown) => Err(format!("{operator} has no argument `{unknown}`; its arguments: {}", known.join(", "))),
+    }
+}
+
+/// A row found in `frame` by `operator`: a box `[x, y, w, h]` in pixels.
+pub(crate) fn detection(frame: &Frame, operator: &str, label: &str, confidence: f32, bbox: [f32; 4]) -> Detection {
+    Detection {
+        frame_id: frame.frame_id.clone(),
+        tenant: frame.tenant.clone(),
+        source_id: frame.source_id.clone(),
+        event_time: frame.event_time,
+        operator: operator.into(),
+        label: label.into(),
+        confidence,
+        x: bbox[0],
+        y: bbox[1],
+        w: bbox[2],
+        h: bbox[3],
+        track_id: None,
+        text: None,
+        attributes: BTreeMap::new(),
+    }
 }

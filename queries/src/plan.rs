@@ -38,8 +38,10 @@ use crate::parse::{OptionValue, Statement, literal_text, parse_job};
 use crate::project::SqlProjection;
 use datafusion::arrow::datatypes::DataType;
 
-/// Table functions that run a vision operator, and the operator each names.
-const VISION_FUNCTIONS: &[(&str, &str)] = &[("DETECT", "detect")];
+/// Vision operators a job may call when the planner is not told which the
+/// registry has: each is called as a table function of its name in
+/// capitals, `DETECT(src, ...)`.
+const DEFAULT_OPERATORS: &[&str] = &["detect", "faces", "hash", "motion", "qr"];
 /// Source kinds whose rows are detections rather than frames.
 const DETECTION_SOURCES: &[&str] = &["detections", "generator"];
 /// What a stream may read.
@@ -94,6 +96,8 @@ impl Relation {
 pub struct KnownConnectors {
     pub source_kinds: Vec<String>,
     pub sink_kinds: Vec<String>,
+    /// Vision operators, by registry name; empty: [`DEFAULT_OPERATORS`].
+    pub operators: Vec<String>,
 }
 
 impl KnownConnectors {
@@ -297,11 +301,15 @@ impl Planner {
     fn vision_input(&self, select: &Select) -> Result<StreamInput, QueryError> {
         let (function, args) = table_function(select)?;
         let upper = function.value.to_uppercase();
-        let Some((_, operator)) = VISION_FUNCTIONS.iter().find(|(f, _)| *f == upper) else {
-            let known = VISION_FUNCTIONS.iter().map(|(f, _)| *f);
+        let mut known: Vec<String> = self.connectors.operators.iter().map(|o| o.to_uppercase()).collect();
+        if known.is_empty() {
+            known = DEFAULT_OPERATORS.iter().map(|o| o.to_uppercase()).collect();
+        }
+        if !known.contains(&upper) {
             return Err(QueryError::at(function.span, format!("unknown vision function `{}`", function.value))
-                .suggesting(&upper, known));
-        };
+                .suggesting(&upper, known.iter().map(String::as_str)));
+        }
+        let operator = upper.to_lowercase();
         let mut sources = Vec::new();
         let mut options = BTreeMap::new();
         for arg in &args.args {
