@@ -23,7 +23,14 @@ impl Acc for f64 {}
 /// An 8-bit image resized; it may only shrink (an enlarged axis goes
 /// through the `f64` path and is rounded).
 pub fn resize_u8(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<u8> {
-    let round = |v: f32| v.round_ties_even().clamp(0.0, 255.0) as u8;
+    // Halves to even, as OpenCV's cvRound; sums of pixels by positive
+    // weights are never negative, so truncation is the floor.
+    let round = |v: f32| {
+        let floor = v as u32;
+        let rest = v - floor as f32;
+        let up = rest > 0.5 || (rest == 0.5 && floor % 2 == 1);
+        (floor + u32::from(up)).min(255) as u8
+    };
     match method(sw, sh, dw, dh) {
         Method::Blocks(2, 2) => {
             // OpenCV's 2×2 path rounds halves up: (sum + 2) >> 2.
@@ -32,7 +39,7 @@ pub fn resize_u8(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize),
         Method::Blocks(bx, by) => {
             blocks(|i| f32::from(src[i]), (sw, dw, dh), (bx, by), channels).into_iter().map(round).collect()
         }
-        Method::Area => area(|i| f32::from(src[i]), (sw, sh), (dw, dh), channels).into_iter().map(round).collect(),
+        Method::Area => area(src, f32::from, (sw, sh), (dw, dh), channels).into_iter().map(round).collect(),
         Method::Bilinear => {
             let wide: Vec<f64> = src.iter().map(|v| f64::from(*v)).collect();
             bilinear(&wide, (sw, sh), (dw, dh), channels).into_iter().map(|v| round(v as f32)).collect()
@@ -44,7 +51,7 @@ pub fn resize_u8(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize),
 pub fn resize_f64(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<f64> {
     match method(sw, sh, dw, dh) {
         Method::Blocks(bx, by) => blocks(|i| src[i], (sw, dw, dh), (bx, by), channels),
-        Method::Area => area(|i| src[i], (sw, sh), (dw, dh), channels),
+        Method::Area => area(src, |v| v, (sw, sh), (dw, dh), channels),
         Method::Bilinear => bilinear(src, (sw, sh), (dw, dh), channels),
     }
 }
@@ -130,30 +137,52 @@ fn area_table(source: usize, dest: usize, scale: f64) -> Vec<(usize, usize, f32)
 }
 
 /// Method 2: each source row summed across by the column weights, then
-/// rows summed down by the row weights.
-fn area<A: Acc>(
-    src: impl Fn(usize) -> A,
+/// rows summed down by the row weights. A source row that two destination
+/// rows share is summed across once.
+fn area<T: Copy, A: Acc>(
+    src: &[T],
+    to: impl Fn(T) -> A,
     (sw, sh): (usize, usize),
     (dw, dh): (usize, usize),
     channels: usize,
 ) -> Vec<A> {
     let (sx, sy) = scales(sw, sh, dw, dh);
-    let columns = area_table(sw, dw, sx);
+    // Per destination column, in order, its source columns and weights.
+    let mut columns: Vec<Vec<(usize, A)>> = vec![Vec::new(); dw];
+    for (d, s, w) in area_table(sw, dw, sx) {
+        columns[d].push((s * channels, A::from(w)));
+    }
     let rows = area_table(sh, dh, sy);
     let row_len = dw * channels;
     let mut out = vec![A::default(); dh * row_len];
     let mut across = vec![A::default(); row_len];
+    let mut summed = usize::MAX;
     for &(dy, y, beta) in &rows {
-        across.fill(A::default());
-        for &(dx, x, alpha) in &columns {
-            for c in 0..channels {
-                let v = src((y * sw + x) * channels + c);
-                across[dx * channels + c] = across[dx * channels + c] + v * A::from(alpha);
+        if y != summed {
+            let row = &src[y * sw * channels..(y + 1) * sw * channels];
+            // Summed in registers, in the table's order, from zero.
+            if channels == 3 {
+                for (taps, pixel) in columns.iter().zip(across.chunks_exact_mut(3)) {
+                    let mut sum = [A::default(); 3];
+                    for &(s, alpha) in taps {
+                        let p = &row[s..s + 3];
+                        sum = [sum[0] + to(p[0]) * alpha, sum[1] + to(p[1]) * alpha, sum[2] + to(p[2]) * alpha];
+                    }
+                    pixel.copy_from_slice(&sum);
+                }
+            } else {
+                for (taps, pixel) in columns.iter().zip(across.chunks_exact_mut(channels)) {
+                    for (c, value) in pixel.iter_mut().enumerate() {
+                        *value = taps.iter().fold(A::default(), |sum, &(s, alpha)| sum + to(row[s + c]) * alpha);
+                    }
+                }
             }
+            summed = y;
         }
+        let beta = A::from(beta);
         let line = &mut out[dy * row_len..(dy + 1) * row_len];
         for (o, a) in line.iter_mut().zip(&across) {
-            *o = *o + A::from(beta) * *a;
+            *o = *o + beta * *a;
         }
     }
     out
@@ -189,10 +218,18 @@ fn bilinear(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), cha
         }
         out
     };
+    // Each source row is resized across once, when first needed.
+    let mut done: Vec<Option<Vec<f64>>> = vec![None; sh];
     let mut out = Vec::with_capacity(dw * dh * channels);
     for &(y, [b0, b1]) in &rows {
-        let (top, bottom) = (across(y), across((y + 1).min(sh - 1)));
-        out.extend(top.iter().zip(&bottom).map(|(t, b)| t * f64::from(b0) + b * f64::from(b1)));
+        let next = (y + 1).min(sh - 1);
+        for row in [y, next] {
+            if done[row].is_none() {
+                done[row] = Some(across(row));
+            }
+        }
+        let (top, bottom) = (done[y].as_deref().unwrap_or_default(), done[next].as_deref().unwrap_or_default());
+        out.extend(top.iter().zip(bottom).map(|(t, b)| t * f64::from(b0) + b * f64::from(b1)));
     }
     out
 }
@@ -200,6 +237,20 @@ fn bilinear(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), cha
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halves_round_to_even_when_shrinking() {
+        // 3 to 2 pixels: weights 2/3 and 1/3 give 0.5 and 2.5 exactly
+        // only where the sums land on halves; check the rule directly on
+        // values OpenCV rounds: 1.5 -> 2, 2.5 -> 2, 0.5 -> 0.
+        let src = [0u8, 3, 0, 3, 6, 9];
+        let out = resize_u8(&src, (3, 2), (2, 1), 1);
+        let wide: Vec<f64> = src.iter().map(|v| f64::from(*v)).collect();
+        let exact = resize_f64(&wide, (3, 2), (2, 1), 1);
+        for (o, e) in out.iter().zip(&exact) {
+            assert_eq!(f64::from(*o), (*e as f32).round_ties_even() as f64, "{out:?} from {exact:?}");
+        }
+    }
 
     #[test]
     fn whole_blocks_are_averaged_and_halves_round_up_for_two_by_two() {

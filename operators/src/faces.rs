@@ -215,7 +215,7 @@ impl Mtcnn {
         for scale in scales {
             let (ws, hs) = ((image.w as f64 * scale).ceil() as usize, (image.h as f64 * scale).ceil() as usize);
             let scaled = resize_u8(image.rgb, (image.w, image.h), (ws, hs), 3);
-            let input = transposed(scaled.iter().map(|v| f64::from(*v)), ws, hs);
+            let input = transposed(&scaled, ws, hs);
             let outputs = self
                 .pnet
                 .run(ort::inputs!["input_1" => tensor([1, ws, hs, 3], &input)?])
@@ -345,12 +345,15 @@ impl VisionOperator for Mtcnn {
 
 /// `values` (an `h × w` RGB image, row by row) as the nets take it: pixel
 /// `(x, y)` at `[x][y]`, normalised.
-fn transposed(values: impl Iterator<Item = f64>, w: usize, h: usize) -> Vec<f32> {
+fn transposed<T: Copy + Into<f64>>(values: &[T], w: usize, h: usize) -> Vec<f32> {
     let mut out = vec![0f32; w * h * 3];
-    for (i, v) in values.enumerate() {
-        let (c, pixel) = (i % 3, i / 3);
-        let (x, y) = (pixel % w, pixel / w);
-        out[(x * h + y) * 3 + c] = ((v - 127.5) * 0.0078125) as f32;
+    for (y, row) in values.chunks_exact(w * 3).enumerate() {
+        for (x, pixel) in row.chunks_exact(3).enumerate() {
+            let at = (x * h + y) * 3;
+            for (o, v) in out[at..at + 3].iter_mut().zip(pixel) {
+                *o = (((*v).into() - 127.5) * 0.0078125) as f32;
+            }
+        }
     }
     out
 }
@@ -375,24 +378,22 @@ fn crops(image: &Image, boxes: &[Candidate], side: usize) -> Vec<f32> {
         let [x1, y1, x2, y2] = c.b.map(|v| v as i64);
         let (tw, th) = ((x2 - x1 + 1).max(1) as usize, (y2 - y1 + 1).max(1) as usize);
         let mut tmp = vec![0f64; tw * th * 3];
+        // The columns of the box inside the image, and where they land.
+        let (left, right) = ((x1 - 1).max(0), (x1 - 1 + tw as i64).min(image.w as i64));
         for ty in 0..th {
             let sy = y1 - 1 + ty as i64;
-            if sy < 0 || sy >= image.h as i64 {
+            if sy < 0 || sy >= image.h as i64 || left >= right {
                 continue;
             }
-            for tx in 0..tw {
-                let sx = x1 - 1 + tx as i64;
-                if sx < 0 || sx >= image.w as i64 {
-                    continue;
-                }
-                let from = (sy as usize * image.w + sx as usize) * 3;
-                for k in 0..3 {
-                    tmp[(ty * tw + tx) * 3 + k] = f64::from(image.rgb[from + k]);
-                }
+            let from =
+                &image.rgb[(sy as usize * image.w + left as usize) * 3..(sy as usize * image.w + right as usize) * 3];
+            let at = (ty * tw + (left - (x1 - 1)) as usize) * 3;
+            for (t, v) in tmp[at..at + from.len()].iter_mut().zip(from) {
+                *t = f64::from(*v);
             }
         }
         let resized = resize_f64(&tmp, (tw, th), (side, side), 3);
-        batch.extend(transposed(resized.into_iter(), side, side));
+        batch.extend(transposed(&resized, side, side));
     }
     batch
 }

