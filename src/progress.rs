@@ -23,18 +23,19 @@ pub struct Reporter {
 }
 
 fn frames_done(s: &MetricsSnapshot) -> u64 {
-    s.frames_processed + s.frames_degraded + s.frames_rejected + s.frames_late
+    s.frames_processed + s.frames_degraded + s.frames_duplicate + s.frames_rejected + s.frames_late
 }
 
 fn status(s: &MetricsSnapshot, rate: f64) -> String {
     let mut line = format!(
-        "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} degraded, {} rejected, {} late",
+        "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} degraded, {} duplicate, {} rejected, {} late",
         frames_done(s),
         s.frames_in_flight.max(0),
         s.bytes_in_flight.max(0) as f64 / f64::from(1 << 20),
         s.detections,
         s.windows_closed,
         s.frames_degraded,
+        s.frames_duplicate,
         s.frames_rejected,
         s.frames_late
     );
@@ -101,8 +102,10 @@ fn report(metrics: &Metrics, stop: &AtomicBool, in_place: bool, period: Duration
 pub fn summary_line(summary: &RunSummary) -> String {
     let s = &summary.metrics;
     let seconds = summary.elapsed.as_secs_f64();
+    // Duplicates are named only in jobs that drop them.
+    let duplicates = if s.frames_duplicate > 0 { format!("{} duplicate, ", s.frames_duplicate) } else { String::new() };
     format!(
-        "frameflow: done in {seconds:.1} s: {} frames ({} processed, {} degraded, {} rejected, {} late), {} detections, {} windows; {:.1} frames/s",
+        "frameflow: done in {seconds:.1} s: {} frames ({} processed, {} degraded, {duplicates}{} rejected, {} late), {} detections, {} windows; {:.1} frames/s",
         s.frames_admitted,
         s.frames_processed,
         s.frames_degraded,

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub frames_rejected: AtomicU64,
     /// Frames an operator skipped to catch up (its `max_lag` passed).
     pub frames_degraded: AtomicU64,
+    /// Frames a stream dropped as near duplicates.
+    pub frames_duplicate: AtomicU64,
     pub frames_late: AtomicU64,
     pub detections: AtomicU64,
     pub windows_closed: AtomicU64,
@@ -39,6 +41,7 @@ pub struct MetricsSnapshot {
     pub frames_processed: u64,
     pub frames_rejected: u64,
     pub frames_degraded: u64,
+    pub frames_duplicate: u64,
     pub frames_late: u64,
     pub detections: u64,
     pub windows_closed: u64,
@@ -90,6 +93,7 @@ impl Metrics {
             frames_processed: get(&self.frames_processed),
             frames_rejected: get(&self.frames_rejected),
             frames_degraded: get(&self.frames_degraded),
+            frames_duplicate: get(&self.frames_duplicate),
             frames_late: get(&self.frames_late),
             detections: get(&self.detections),
             windows_closed: get(&self.windows_closed),

@@ -113,6 +113,9 @@ pub enum Outcome {
     Degraded,
     Rejected,
     Late,
+    /// A near duplicate of an earlier frame of its camera, dropped by a
+    /// stream that removes them (`HASH(src, dedup => ...)`).
+    Duplicate,
 }
 
 impl fmt::Display for Outcome {
@@ -122,6 +125,7 @@ impl fmt::Display for Outcome {
             Outcome::Degraded => "degraded",
             Outcome::Rejected => "rejected",
             Outcome::Late => "late",
+            Outcome::Duplicate => "duplicate",
         })
     }
 }

@@ -164,13 +164,37 @@ pub trait VisionOperator {
     }
 }
 
-/// What an operator found in one frame, or why it could not look.
-pub type FrameResult = Result<Vec<Detection>, String>;
+/// What an operator found in one frame, or why it has nothing for it.
+pub type FrameResult = Result<Vec<Detection>, Refusal>;
+
+/// Why an operator has no rows for a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It could not process the frame: the frame is rejected, with this
+    /// reason, and dead-lettered.
+    Failed(String),
+    /// The frame repeats an earlier one of its camera, which this stream
+    /// drops: its outcome is `duplicate`, with this reason.
+    Duplicate(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::Failed(reason)
+    }
+}
 
 /// A vision operator, checked and with its models loaded, ready to make
 /// per-worker instances.
 pub trait PreparedOperator: Send + Sync {
     fn instance(&self) -> Result<Box<dyn VisionOperator>, String>;
+
+    /// Whether the operator keeps state per camera (a background model, the
+    /// last frame's hash): then every frame of a camera goes to the same
+    /// instance, in order, instead of being dealt to all workers.
+    fn per_camera(&self) -> bool {
+        false
+    }
 }
 
 pub trait OperatorFactory: Send + Sync {

@@ -105,7 +105,7 @@ impl VisionOperator for Stand {
         std::thread::sleep(self.cost);
         let f = &frame.frame;
         if f.seq == 13 {
-            return Err("frame 13 is cursed".to_owned());
+            return Err("frame 13 is cursed".to_owned().into());
         }
         Ok(vec![Detection {
             frame_id: f.frame_id.clone(),

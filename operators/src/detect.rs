@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use engine::model::{DecodedFrame, Detection};
+use engine::model::DecodedFrame;
 use engine::plan::Options;
 use engine::registry::{OperatorFactory, PreparedOperator, VisionOperator};
 
@@ -211,7 +211,7 @@ impl Detector {
 }
 
 impl VisionOperator for Detector {
-    fn process(&mut self, decoded: &DecodedFrame) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, decoded: &DecodedFrame) -> engine::registry::FrameResult {
         let frame = &decoded.frame;
         let found = self.detect(&decoded.pixels)?;
         Ok(found

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use engine::metrics::Metrics;
-use engine::model::{DecodedFrame, Detection, Frame, FrameOutcome, MediaType, Outcome, Pixels, Record};
+use engine::model::{DecodedFrame, Frame, FrameOutcome, MediaType, Outcome, Pixels, Record};
 use engine::plan::{JobPlan, LatePolicy, OUTCOMES, Options, SinkSpec, SourceRows, SourceSpec, StreamInput, StreamSpec};
 use engine::registry::{
     Decoder, OperatorFactory, Partition, PreparedOperator, Registry, Sink, SinkFactory, Source, SourceFactory,
@@ -76,7 +76,7 @@ enum Work {
 }
 
 impl VisionOperator for Work {
-    fn process(&mut self, frame: &DecodedFrame) -> Result<Vec<Detection>, String> {
+    fn process(&mut self, frame: &DecodedFrame) -> engine::registry::FrameResult {
         if let Work::PixelPass = self {
             let sum: u64 = frame.pixels.rgb.iter().map(|&b| u64::from(b)).sum();
             std::hint::black_box(sum);

@@ -24,7 +24,7 @@ use super::dataflow::outcome;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, FrameOutcome, Outcome};
 use crate::plan::Options;
-use crate::registry::{FrameResult, VisionOperator};
+use crate::registry::{FrameResult, Refusal, VisionOperator};
 use crate::time::Tick;
 
 /// How long a vision operator runs before it lets the worker do other work.
@@ -123,7 +123,10 @@ pub(crate) fn run_operator<'scope>(
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(capability) = cap.retain_least(0) else { return };
-                    let frames = data.flat_map(std::mem::take).collect();
+                    let mut frames: VecDeque<DecodedFrame> = data.flat_map(std::mem::take).collect();
+                    // Each camera's frames in event-time order, for
+                    // operators that keep state per camera.
+                    frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
                     waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
                 });
                 let started = Instant::now();
@@ -177,7 +180,11 @@ pub(crate) fn run_operator<'scope>(
                                 session.give_iterator(found.into_iter().map(Ok));
                                 session.give(Err(processed));
                             }
-                            Err(reason) => {
+                            Err(Refusal::Duplicate(reason)) => {
+                                Metrics::add(&metrics.frames_duplicate, 1);
+                                session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
+                            }
+                            Err(Refusal::Failed(reason)) => {
                                 Metrics::add(&metrics.frames_rejected, 1);
                                 session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                             }
@@ -216,8 +223,9 @@ fn run_batch(operator: &mut dyn VisionOperator, frames: &[&DecodedFrame]) -> Vec
     frames
         .iter()
         .map(|frame| {
-            catch_unwind(AssertUnwindSafe(|| operator.process(frame)))
-                .unwrap_or_else(|panic| Err(format!("operator panicked: {}", panic_message(&panic))))
+            catch_unwind(AssertUnwindSafe(|| operator.process(frame))).unwrap_or_else(|panic| {
+                Err(Refusal::Failed(format!("operator panicked: {}", panic_message(&panic))))
+            })
         })
         .collect()
 }
