@@ -22,7 +22,7 @@ START=$SECONDS
 ORT_VERSION=1.31.1
 PIP_PINS=(
   numpy==2.4.6 onnx==1.23.2 "onnxruntime==$ORT_VERSION" opencv-python-headless==5.0.0.93 duckdb==2.0.0
-  segno==1.6.6  # QR codes for the QR test's scenes
+  segno==1.6.6 pillow==12.0.0  # QR codes for the QR test's scenes; Pillow for imagehash
   # their dependencies, pinned too so a new release cannot change a fresh set-up
   protobuf==7.36.2 ml_dtypes==0.6.0 flatbuffers==25.12.19 packaging==26.3 typing_extensions==4.16.0
 )
@@ -203,6 +203,15 @@ with open(os.path.join(models, "mtcnn.json"), "w") as f:
     json.dump(card, f, indent=1)
 EOF
   say "faces: $MODELS/mtcnn.json"
+fi
+
+# 8b. imagehash, the HASH operator's reference, without its dependencies (scipy and
+#     PyWavelets serve hashes frameflow does not offer) ---------------------------------------
+if "$PY" -c "import imagehash" 2>/dev/null; then
+  say "imagehash: up to date"
+else
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps imagehash==4.3.2
+  say "imagehash: installed"
 fi
 
 # 9. Photos with faces and a street video, from Debian's opencv-doc -------------------------

@@ -15,6 +15,7 @@ pub mod area;
 pub mod decode;
 pub mod detect;
 pub mod faces;
+pub mod hash;
 pub mod letterbox;
 pub mod onnx;
 pub mod qr;
@@ -31,6 +32,7 @@ use engine::registry::Registry;
 pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("detect", Arc::new(detect::DetectFactory::new(store.clone())));
     registry.operators.insert("faces", Arc::new(faces::FacesFactory::new(store.clone())));
+    registry.operators.insert("hash", Arc::new(hash::HashFactory));
     registry.operators.insert("qr", Arc::new(qr::QrFactory));
 }
 

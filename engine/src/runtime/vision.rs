@@ -223,9 +223,8 @@ fn run_batch(operator: &mut dyn VisionOperator, frames: &[&DecodedFrame]) -> Vec
     frames
         .iter()
         .map(|frame| {
-            catch_unwind(AssertUnwindSafe(|| operator.process(frame))).unwrap_or_else(|panic| {
-                Err(Refusal::Failed(format!("operator panicked: {}", panic_message(&panic))))
-            })
+            catch_unwind(AssertUnwindSafe(|| operator.process(frame)))
+                .unwrap_or_else(|panic| Err(Refusal::Failed(format!("operator panicked: {}", panic_message(&panic)))))
         })
         .collect()
 }

@@ -1,0 +1,209 @@
+//! `HASH(src, dedup => '10s', max_distance => 4)`: a perceptual hash per
+//! frame, and optionally near duplicates dropped.
+//!
+//! The hash is the 64-bit difference hash of the `imagehash` Python
+//! library (`imagehash.dhash`), computed as Pillow computes it: grey as
+//! `L = (19595 R + 38470 G + 7471 B + 2^15) >> 16`, resized to 9×8 with
+//! Pillow's Lanczos filter (two passes, horizontal first, in fixed point
+//! with 22 fractional bits, each pass rounded to 8 bits), then one bit per
+//! pair of neighbours in a row: left < right. The first bit is the top
+//! left pair; the hex form is imagehash's `str(hash)`.
+//!
+//! One row per frame: `label` is `hash`, `text` the 16 hex digits, the box
+//! the whole frame. With `dedup`, a frame whose hash is within
+//! `max_distance` bits (default 4) of the last frame its camera kept, and
+//! no more than `dedup` after it, is dropped: no row, and the outcome
+//! `duplicate` names the frame it repeats. Frames of a camera go to one
+//! worker, in event-time order; a camera quiet for longer than `dedup` is
+//! forgotten.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use engine::model::{DecodedFrame, Pixels};
+use engine::plan::Options;
+use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, Refusal, VisionOperator};
+use engine::time::Millis;
+
+use crate::{check_options, detection};
+
+const OPTIONS: [&str; 2] = ["dedup", "max_distance"];
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HashFactory;
+
+/// Dedup settings: the span and the largest distance that is a duplicate.
+#[derive(Clone, Copy, Debug)]
+struct Dedup {
+    span_ms: Millis,
+    max_distance: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PreparedHash {
+    dedup: Option<Dedup>,
+}
+
+impl OperatorFactory for HashFactory {
+    fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
+        check_options("HASH", options, &OPTIONS)?;
+        let max_distance = match options.get("max_distance") {
+            None => 4,
+            Some(text) => {
+                text.parse().ok().filter(|d| *d <= 64).ok_or(format!("max_distance = {text} is not 0 to 64"))?
+            }
+        };
+        let dedup = match options.get("dedup") {
+            None if options.contains_key("max_distance") => {
+                return Err("max_distance needs dedup => 'SPAN', the time within which frames are compared".into());
+            }
+            None => None,
+            Some(text) => {
+                let span = humantime::parse_duration(text)
+                    .map_err(|e| format!("dedup = '{text}' is not a duration such as '10s': {e}"))?;
+                Some(Dedup { span_ms: span.as_millis() as Millis, max_distance })
+            }
+        };
+        Ok(Arc::new(PreparedHash { dedup }))
+    }
+}
+
+impl PreparedOperator for PreparedHash {
+    fn instance(&self) -> Result<Box<dyn VisionOperator>, String> {
+        Ok(Box::new(Hasher { dedup: self.dedup, kept: HashMap::new() }))
+    }
+
+    fn per_camera(&self) -> bool {
+        self.dedup.is_some()
+    }
+}
+
+struct Hasher {
+    dedup: Option<Dedup>,
+    /// Per tenant and camera, the last frame kept.
+    kept: HashMap<(Arc<str>, Arc<str>), Kept>,
+}
+
+struct Kept {
+    frame_id: Arc<str>,
+    hash: u64,
+    at: Millis,
+}
+
+impl VisionOperator for Hasher {
+    fn process(&mut self, decoded: &DecodedFrame) -> FrameResult {
+        let frame = &decoded.frame;
+        let hash = dhash(&decoded.pixels);
+        if let Some(dedup) = self.dedup {
+            let camera = (frame.tenant.clone(), frame.source_id.clone());
+            if let Some(Kept { frame_id: id, hash: last, at }) = self.kept.get(&camera) {
+                let distance = (hash ^ last).count_ones();
+                let since = frame.event_time - at;
+                if (0..=dedup.span_ms).contains(&since) && distance <= dedup.max_distance {
+                    return Err(Refusal::Duplicate(format!(
+                        "a near duplicate of frame {id} ({distance} bits apart, {since} ms later)"
+                    )));
+                }
+            }
+            self.kept.insert(camera, Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time });
+            if self.kept.len() > 1024 {
+                let newest = frame.event_time;
+                self.kept.retain(|_, kept| newest - kept.at <= dedup.span_ms);
+            }
+        }
+        let (w, h) = (decoded.pixels.width as f32, decoded.pixels.height as f32);
+        let mut row = detection(frame, "hash", "hash", 1.0, [0.0, 0.0, w, h]);
+        row.text = Some(format!("{hash:016x}"));
+        Ok(vec![row])
+    }
+}
+
+/// imagehash's `dhash` (hash size 8) of an RGB image, bit for bit as with
+/// Pillow 12.
+pub fn dhash(pixels: &Pixels) -> u64 {
+    let (w, h) = (pixels.width as usize, pixels.height as usize);
+    let grey: Vec<u8> = pixels
+        .rgb
+        .chunks_exact(3)
+        .map(|p| ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16) as u8)
+        .collect();
+    let small = lanczos(&grey, (w, h), (9, 8));
+    let mut hash = 0u64;
+    for row in small.chunks_exact(9) {
+        for pair in row.windows(2) {
+            hash = (hash << 1) | u64::from(pair[1] > pair[0]);
+        }
+    }
+    hash
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn lanczos_filter(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+    };
+    if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+}
+
+/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: per output
+/// index, the first input index and the fixed-point weights.
+fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = 3.0 * filter_scale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let min = ((center - support + 0.5) as i64).max(0) as usize;
+            let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let weights: Vec<f64> =
+                (min..max).map(|x| lanczos_filter((x as f64 - center + 0.5) / filter_scale)).collect();
+            let total: f64 = weights.iter().sum();
+            let fixed = weights
+                .iter()
+                .map(|w| {
+                    let w = if total == 0.0 { *w } else { w / total };
+                    let scaled = w * f64::from(1u32 << PRECISION_BITS);
+                    (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
+                })
+                .collect();
+            (min, fixed)
+        })
+        .collect()
+}
+
+fn clip8(sum: i64) -> u8 {
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Pillow's Lanczos resize of a grey image: horizontal pass over the rows
+/// the vertical pass needs, then the vertical pass.
+fn lanczos(grey: &[u8], (w, h): (usize, usize), (ow, oh): (usize, usize)) -> Vec<u8> {
+    let horizontal = coefficients(w, ow);
+    let vertical = coefficients(h, oh);
+    let first = vertical.first().map_or(0, |(min, _)| *min);
+    let last = vertical.last().map_or(0, |(min, k)| min + k.len());
+    let pass = |input: &[u8], at: usize, step: usize, (min, k): &(usize, Vec<i32>)| {
+        let mut sum = 1i64 << (PRECISION_BITS - 1);
+        for (i, weight) in k.iter().enumerate() {
+            sum += i64::from(input[at + (min + i) * step]) * i64::from(*weight);
+        }
+        clip8(sum)
+    };
+    let rows: Vec<u8> = if ow != w {
+        (first..last).flat_map(|y| horizontal.iter().map(move |c| pass(grey, y * w, 1, c))).collect()
+    } else {
+        grey[first * w..last * w].to_vec()
+    };
+    if oh == h {
+        return rows;
+    }
+    let shifted: Vec<(usize, Vec<i32>)> = vertical.into_iter().map(|(min, k)| (min - first, k)).collect();
+    shifted.iter().flat_map(|c| (0..ow).map(|x| pass(&rows, x, ow, c)).collect::<Vec<_>>()).collect()
+}
