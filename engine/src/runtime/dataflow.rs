@@ -121,13 +121,20 @@ pub(crate) fn build<'scope>(
             StreamInput::Vision { sources, .. } => {
                 let mut input = scope.concatenate(sources.iter().filter_map(|s| decoded.get(s.as_str()).cloned()));
                 let operator = job.operators.get(name).ok_or_else(|| format!("stream `{name}` was not prepared"))?;
-                if operator.per_camera() {
+                let per_camera = operator.per_camera();
+                if per_camera {
                     // Every frame of a camera to one worker; a camera's
                     // frames come from one source worker, so in order.
                     input = input.exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]));
                 }
-                let (found, outcome) =
-                    run_operator(input, name, operator.instance()?, job.policies[name], job.metrics.clone());
+                let (found, outcome) = run_operator(
+                    input,
+                    name,
+                    operator.instance()?,
+                    per_camera,
+                    job.policies[name],
+                    job.metrics.clone(),
+                );
                 outcomes.push(outcome);
                 found
             }

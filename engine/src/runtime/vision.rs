@@ -10,7 +10,7 @@
 //!              a failed batch is run again frame by frame                     └─▶ one outcome per frame
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,7 +96,9 @@ struct Waiting {
 }
 
 /// Runs a vision operator on each frame: its detections, and one outcome
-/// per frame. A failure or a panic costs that frame only.
+/// per frame. A failure or a panic costs that frame only. An operator that
+/// keeps state `per_camera` gets each tick's frames once the tick is
+/// complete, in event-time order.
 ///
 /// Frames are taken in slices of about [`SLICE`]: the rest wait here, with
 /// their capabilities, and the operator asks to run again. Between slices
@@ -106,6 +108,7 @@ pub(crate) fn run_operator<'scope>(
     frames: StreamVec<'scope, Tick, DecodedFrame>,
     name: &str,
     mut operator: Box<dyn VisionOperator>,
+    per_camera: bool,
     policy: RunPolicy,
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
@@ -114,21 +117,42 @@ pub(crate) fn run_operator<'scope>(
     let scope = frames.scope();
     let lag = metrics.operator(&name);
     let batch = policy.batch.unwrap_or_else(|| operator.preferred_batch()).max(1);
+    let in_order = per_camera;
     let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
         frames.unary_frontier(Pipeline, &format!("Vision: {name}"), move |_, info| {
             let activator = scope.activator_for(info.address.clone());
             let mut waiting: VecDeque<Waiting> = VecDeque::new();
+            // For an operator with state per camera: frames by tick until
+            // the tick is complete, since a camera's frames may come from
+            // several workers (decoding is spread), in any order.
+            let mut incomplete: BTreeMap<Tick, Waiting> = BTreeMap::new();
             // Per camera, frames seen while shedding.
             let mut shed_count: HashMap<Arc<str>, u64> = HashMap::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(capability) = cap.retain_least(0) else { return };
-                    let mut frames: VecDeque<DecodedFrame> = data.flat_map(std::mem::take).collect();
-                    // Each camera's frames in event-time order, for
-                    // operators that keep state per camera.
-                    frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
-                    waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
+                    let frames: VecDeque<DecodedFrame> = data.flat_map(std::mem::take).collect();
+                    if !in_order {
+                        waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
+                        return;
+                    }
+                    let at = *capability.time();
+                    let entry = incomplete.entry(at).or_insert_with(|| Waiting {
+                        capability,
+                        frames: VecDeque::new(),
+                        arrived: Instant::now(),
+                    });
+                    entry.frames.extend(frames);
                 });
+                // Complete ticks, in order, each camera's frames in
+                // event-time order.
+                while let Some(entry) = incomplete.first_entry()
+                    && !frontier.less_equal(entry.key())
+                {
+                    let mut complete = entry.remove();
+                    complete.frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
+                    waiting.push_back(complete);
+                }
                 let started = Instant::now();
                 while started.elapsed() < SLICE {
                     let queued: usize = waiting.iter().map(|w| w.frames.len()).sum();
@@ -200,7 +224,9 @@ pub(crate) fn run_operator<'scope>(
                 if waiting.is_empty() {
                     shed_count.clear();
                 }
-                lag.set(waiting.iter().map(|w| w.frames.len()).sum(), waiting.front().map(|w| w.arrived));
+                let queued = waiting.iter().chain(incomplete.values()).map(|w| w.frames.len()).sum();
+                let oldest = waiting.iter().chain(incomplete.values()).map(|w| w.arrived).min();
+                lag.set(queued, oldest);
             }
         });
     results.ok_err(|result| result)
