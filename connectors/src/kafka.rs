@@ -17,8 +17,8 @@
 //!   source pauses its partitions until the next poll; even unpaused,
 //!   librdkafka fetches no more than `queued.max.messages.kbytes` (16 MiB
 //!   here) ahead, so memory stays bounded.
-//! - `until = 'end'` reads until it has caught up with the end of every
-//!   partition, at least the end found at start, and finishes (for
+//! - `until = 'end'` reads each partition until the consumer first
+//!   reaches its end, ignores what is written after, and finishes (for
 //!   backfills and tests); by default the source runs until stopped.
 //! - Options: `brokers`, `group`, `until`, `idle_timeout` (a camera quiet
 //!   that long stops holding back the others), `tenant`, `lateness`, `late`.
@@ -134,19 +134,17 @@ impl SourceFactory for KafkaSourceFactory {
         let committed = consumer.committed_offsets(committed_list, TIMEOUT).map_err(|e| format!("{e}"))?;
         let mut assignment = TopicPartitionList::new();
         let mut next = BTreeMap::new();
-        let mut ends = BTreeMap::new();
         for p in &mine {
             let from_checkpoint = context.positions.get(&position_key(*p)).and_then(|o| o.parse::<i64>().ok());
             let from_group = committed
                 .find_partition(&config.topic, *p)
                 .and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None });
-            let (low, high) = consumer.fetch_watermarks(&config.topic, *p, TIMEOUT).map_err(|e| format!("{e}"))?;
+            let (low, _) = consumer.fetch_watermarks(&config.topic, *p, TIMEOUT).map_err(|e| format!("{e}"))?;
             let start = from_checkpoint.or(from_group).unwrap_or(low).max(low);
             assignment
                 .add_partition_offset(&config.topic, *p, Offset::Offset(start))
                 .map_err(|e| format!("cannot assign partition {p}: {e}"))?;
             next.insert(*p, start);
-            ends.insert(*p, high);
         }
         consumer.assign(&assignment).map_err(|e| format!("cannot assign partitions: {e}"))?;
         Ok(Box::new(KafkaSource {
@@ -157,7 +155,6 @@ impl SourceFactory for KafkaSourceFactory {
             idle: config.idle,
             cameras: Cameras { watermarks: CameraWatermarks::new(spec.lateness_ms), seen: BTreeMap::new() },
             next,
-            ends,
             reached_end: HashSet::new(),
             paused: false,
             polls: VecDeque::new(),
@@ -199,8 +196,13 @@ impl KafkaSource {
                 .map_err(|e| format!("cannot resume partition {p}: {e}"))?;
         }
         self.consumer.resume(&at).map_err(|e| format!("cannot resume Kafka partitions: {e}"))?;
-        self.consumer.seek_partitions(at, TIMEOUT).map_err(|e| format!("cannot resume Kafka partitions: {e}"))?;
-        Ok(())
+        let sought =
+            self.consumer.seek_partitions(at, TIMEOUT).map_err(|e| format!("cannot resume Kafka partitions: {e}"))?;
+        // Failures of single partitions come back in the list.
+        match sought.elements().iter().find_map(|e| e.error().err().map(|error| (e.partition(), error))) {
+            Some((p, error)) => Err(format!("cannot resume Kafka partition {p}: {error}")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -213,9 +215,7 @@ struct KafkaSource {
     cameras: Cameras,
     /// Per assigned partition, the offset of the next message to read.
     next: BTreeMap<i32, i64>,
-    /// The end offsets found at start (for `until = 'end'`).
-    ends: BTreeMap<i32, i64>,
-    /// Partitions whose end the consumer reached, with nothing after.
+    /// Partitions whose end the consumer reached (for `until = 'end'`).
     reached_end: HashSet<i32>,
     /// Paused because the engine had no room; resumed at the next poll.
     paused: bool,
@@ -229,18 +229,13 @@ struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Whether `until = 'end'` is met: every partition has been read to
-    /// the end found at start, and then to the end the broker reports when
-    /// fetching. The second is what counts; the first guards against an
-    /// end-of-partition event from before the start. (tansu 0.6 reports,
-    /// for the latest offset, the last batch's base offset plus one, short
-    /// of the true end: ending there lost the rest of that batch.)
+    /// Whether `until = 'end'` is met: every partition has reported its
+    /// end while fetching. Offsets are not compared with the end listed at
+    /// start: transaction markers take offsets and are never delivered,
+    /// and tansu 0.6 lists a latest offset short of the true end (the last
+    /// batch's base offset plus one; ending there lost that batch's rest).
     fn at_end(&self) -> bool {
-        self.until_end
-            && self
-                .next
-                .iter()
-                .all(|(p, next)| self.reached_end.contains(p) && *next >= self.ends.get(p).copied().unwrap_or(0))
+        self.until_end && self.next.keys().all(|p| self.reached_end.contains(p))
     }
 }
 
@@ -307,18 +302,16 @@ impl Source for KafkaSource {
                 Ok(message) => message,
                 Err(KafkaError::PartitionEOF(partition)) => {
                     self.reached_end.insert(partition);
-                    // The rest up to the end was transaction markers or
-                    // compacted away.
-                    if let Some(end) = self.ends.get(&partition).copied() {
-                        let next = self.next.entry(partition).or_insert(end);
-                        *next = (*next).max(end);
-                    }
                     continue;
                 }
                 Err(e) => return Err(format!("Kafka: {e}")),
             };
             let (partition, offset) = (message.partition(), message.offset());
-            self.reached_end.remove(&partition);
+            if self.until_end && self.reached_end.contains(&partition) {
+                // Written after this partition's end was reached: past
+                // the end this job reads to.
+                continue;
+            }
             let frame = self.cameras.frame(&self.topic, &self.tenant, &message);
             self.next.insert(partition, offset + 1);
             match moved.iter_mut().find(|(p, _)| *p == partition) {

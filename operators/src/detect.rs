@@ -97,7 +97,7 @@ impl PreparedDetect {
     pub fn load(store: &ModelStore, model: &str, config: DetectConfig) -> Result<PreparedDetect, String> {
         let card_path = store.models_dir.join(format!("{model}.json"));
         let text = fs::read_to_string(&card_path).map_err(|e| {
-            let known = known_models(store);
+            let known = store.known("yolov3");
             format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
         })?;
         let card: ModelCard = serde_json::from_str(&text)
@@ -146,17 +146,6 @@ impl PreparedDetect {
             operator: "detect".into(),
         })
     }
-}
-
-fn known_models(store: &ModelStore) -> String {
-    let mut names: Vec<String> = fs::read_dir(&store.models_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
-        .collect();
-    names.sort();
-    if names.is_empty() { "none (run scripts/fetch_assets.sh)".to_owned() } else { names.join(", ") }
 }
 
 impl PreparedOperator for PreparedDetect {

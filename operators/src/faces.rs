@@ -109,7 +109,8 @@ impl PreparedFaces {
     pub fn load(store: &ModelStore, model: &str, config: FacesConfig) -> Result<PreparedFaces, String> {
         let card_path = store.models_dir.join(format!("{model}.json"));
         let text = fs::read_to_string(&card_path).map_err(|e| {
-            format!("model `{model}` not found ({}: {e}); run scripts/fetch_assets.sh", card_path.display())
+            let known = store.known("mtcnn");
+            format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
         })?;
         let card: Card = serde_json::from_str(&text)
             .map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;

@@ -98,17 +98,20 @@ impl VisionOperator for Hasher {
             let camera = (frame.tenant.clone(), frame.source_id.clone());
             if let Some(Kept { frame_id: id, hash: last, at }) = self.kept.get(&camera) {
                 let distance = (hash ^ last).count_ones();
-                let since = frame.event_time - at;
+                let since = frame.event_time.saturating_sub(*at);
                 if (0..=dedup.span_ms).contains(&since) && distance <= dedup.max_distance {
                     return Err(Refusal::Duplicate(format!(
                         "a near duplicate of frame {id} ({distance} bits apart, {since} ms later)"
                     )));
                 }
             }
-            self.kept.insert(camera, Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time });
+            // A late frame (older than the one kept) is hashed, not kept.
+            if self.kept.get(&camera).is_none_or(|kept| kept.at <= frame.event_time) {
+                self.kept.insert(camera, Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time });
+            }
             if self.kept.len() > 1024 {
                 let newest = frame.event_time;
-                self.kept.retain(|_, kept| newest - kept.at <= dedup.span_ms);
+                self.kept.retain(|_, kept| newest.saturating_sub(kept.at) <= dedup.span_ms);
             }
         }
         let (w, h) = (decoded.pixels.width as f32, decoded.pixels.height as f32);
@@ -157,13 +160,13 @@ fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = 3.0 * filter_scale;
+    let ss = 1.0 / filter_scale;
     (0..out_size)
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             let min = ((center - support + 0.5) as i64).max(0) as usize;
             let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let weights: Vec<f64> =
-                (min..max).map(|x| lanczos_filter((x as f64 - center + 0.5) / filter_scale)).collect();
+            let weights: Vec<f64> = (min..max).map(|x| lanczos_filter((x as f64 - center + 0.5) * ss)).collect();
             let total: f64 = weights.iter().sum();
             let fixed = weights
                 .iter()

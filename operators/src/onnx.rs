@@ -44,6 +44,23 @@ impl ModelStore {
         env.as_ref().map_err(Clone::clone)
     }
 
+    /// The names of the model cards in the models folder for
+    /// `architecture`, for error messages.
+    pub fn known(&self, architecture: &str) -> String {
+        let mut names: Vec<String> = std::fs::read_dir(&self.models_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".json")?.to_owned();
+                let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+                (card["architecture"] == architecture).then_some(name)
+            })
+            .collect();
+        names.sort();
+        if names.is_empty() { "none (run scripts/fetch_assets.sh)".to_owned() } else { names.join(", ") }
+    }
+
     /// A session on `model`, running on `threads` threads.
     pub fn session(&self, model: &Path, threads: usize) -> Result<Session, String> {
         let env = self.environment()?;

@@ -79,10 +79,17 @@ fn read_enlarged(luma: &image::GrayImage, corners: &[[f32; 2]; 4]) -> Option<QrC
     let region = image::imageops::crop_imm(luma, left, top, rw, rh).to_image();
     let enlarged = image::imageops::resize(&region, 2 * rw, 2 * rh, image::imageops::FilterType::Triangle);
     let mut prepared = rqrr::PreparedImage::prepare(enlarged);
-    let grid = prepared.detect_grids().into_iter().next()?;
-    let (meta, text) = grid.decode().ok()?;
-    let corners = grid.bounds.map(|p| [left as f32 + p.x as f32 / 2.0, top as f32 + p.y as f32 / 2.0]);
-    Some(QrCode { text, version: meta.version.0, corners })
+    // The grid that is the code found, not a neighbour in the margin.
+    prepared.detect_grids().into_iter().find_map(|grid| {
+        let corners = grid.bounds.map(|p| [left as f32 + p.x as f32 / 2.0, top as f32 + p.y as f32 / 2.0]);
+        let (cx, cy) =
+            (corners.iter().map(|c| c[0]).sum::<f32>() / 4.0, corners.iter().map(|c| c[1]).sum::<f32>() / 4.0);
+        if !(x0..=x1).contains(&cx) || !(y0..=y1).contains(&cy) {
+            return None;
+        }
+        let (meta, text) = grid.decode().ok()?;
+        Some(QrCode { text, version: meta.version.0, corners })
+    })
 }
 
 /// `(x0, y0, x1, y1)` around the corners.

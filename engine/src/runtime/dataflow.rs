@@ -123,8 +123,9 @@ pub(crate) fn build<'scope>(
                 let operator = job.operators.get(name).ok_or_else(|| format!("stream `{name}` was not prepared"))?;
                 let per_camera = operator.per_camera();
                 if per_camera {
-                    // Every frame of a camera to one worker; a camera's
-                    // frames come from one source worker, so in order.
+                    // Every frame of a camera to one worker. They come
+                    // from the workers that decoded them, in any order:
+                    // the operator puts each complete tick in order.
                     input = input.exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]));
                 }
                 let (found, outcome) = run_operator(

@@ -477,13 +477,13 @@ impl Participation {
     }
 }
 
-/// The worker's loop: admit, promise, step — until every source is done and
-/// every result delivered.
 /// How long the in-flight budget holds a source back before it is told
 /// to pause: short waits are the common case under load, and a pause costs
 /// a source like Kafka its prefetched input.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
+/// The worker's loop: admit, promise, step — until every source is done and
+/// every result delivered.
 fn drive(
     worker: &mut timely::worker::Worker,
     job: &Prepared,

@@ -116,7 +116,9 @@ pub(crate) fn run_operator<'scope>(
     let name = name.to_owned();
     let scope = frames.scope();
     let lag = metrics.operator(&name);
-    let batch = policy.batch.unwrap_or_else(|| operator.preferred_batch()).max(1);
+    // An operator with state per camera runs frame by frame: a failed
+    // batch run again frame by frame would meet state the batch changed.
+    let batch = if per_camera { 1 } else { policy.batch.unwrap_or_else(|| operator.preferred_batch()).max(1) };
     let in_order = per_camera;
     let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
         frames.unary_frontier(Pipeline, &format!("Vision: {name}"), move |_, info| {
@@ -126,8 +128,8 @@ pub(crate) fn run_operator<'scope>(
             // the tick is complete, since a camera's frames may come from
             // several workers (decoding is spread), in any order.
             let mut incomplete: BTreeMap<Tick, Waiting> = BTreeMap::new();
-            // Per camera, frames seen while shedding.
-            let mut shed_count: HashMap<Arc<str>, u64> = HashMap::new();
+            // Per tenant and camera, frames seen while shedding.
+            let mut shed_count: HashMap<(Arc<str>, Arc<str>), u64> = HashMap::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(capability) = cap.retain_least(0) else { return };
@@ -151,6 +153,10 @@ pub(crate) fn run_operator<'scope>(
                 {
                     let mut complete = entry.remove();
                     complete.frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
+                    // Waiting for the operator starts now: the wait for
+                    // the tick to complete (the sources' lateness) is not
+                    // the operator falling behind.
+                    complete.arrived = Instant::now();
                     waiting.push_back(complete);
                 }
                 let started = Instant::now();
@@ -159,8 +165,12 @@ pub(crate) fn run_operator<'scope>(
                     let Some(front) = waiting.front() else { break };
                     // A short batch waits a little for more frames, unless
                     // no more can come before the frontier moves on.
-                    if queued < batch && !frontier.is_empty() && front.arrived.elapsed() < policy.batch_wait {
-                        activator.activate_after(policy.batch_wait - front.arrived.elapsed());
+                    if queued < batch
+                        && !frontier.is_empty()
+                        && let Some(rest) = policy.batch_wait.checked_sub(front.arrived.elapsed())
+                        && !rest.is_zero()
+                    {
+                        activator.activate_after(rest);
                         break;
                     }
                     // Up to `batch` frames, with the index of their batch
@@ -172,7 +182,8 @@ pub(crate) fn run_operator<'scope>(
                             && let Some(decoded) = entry.frames.pop_front()
                         {
                             if let Some(max_lag) = policy.max_lag.filter(|max| behind > *max) {
-                                let n = shed_count.entry(decoded.frame.source_id.clone()).or_insert(0);
+                                let camera = (decoded.frame.tenant.clone(), decoded.frame.source_id.clone());
+                                let n = shed_count.entry(camera).or_insert(0);
                                 *n += 1;
                                 if policy.keep_every == 0 || !(*n - 1).is_multiple_of(policy.keep_every) {
                                     Metrics::add(&metrics.frames_degraded, 1);
