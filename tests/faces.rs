@@ -16,12 +16,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use engine::model::{DecodedFrame, Frame, MediaType};
-use engine::registry::{Decoder, VisionOperator};
-use operators::decode::FrameDecoder;
+use engine::registry::VisionOperator;
 use operators::faces::{FacesConfig, PreparedFaces};
 use operators::onnx::ModelStore;
 use operators::yolo::iou;
@@ -48,24 +45,6 @@ fn photos() -> Vec<PathBuf> {
     photos
 }
 
-fn frame(path: &Path) -> DecodedFrame {
-    let media_type = if path.extension().is_some_and(|e| e == "png") { MediaType::Png } else { MediaType::Jpeg };
-    let frame = Frame {
-        frame_id: path.to_string_lossy().into(),
-        tenant: "t".into(),
-        source_id: "cam".into(),
-        seq: 0,
-        event_time: 0,
-        ingest_time: 0,
-        media_type,
-        bytes: Arc::from(std::fs::read(path).unwrap()),
-        late: None,
-        refused: None,
-    };
-    let pixels = FrameDecoder::default().decode(&frame).unwrap();
-    DecodedFrame { frame, pixels }
-}
-
 fn frameflow_faces(photos: &[PathBuf]) -> Vec<Vec<Face>> {
     let store = ModelStore::in_assets(&common::assets());
     let prepared = PreparedFaces::load(&store, "mtcnn", FacesConfig::default()).expect("the model loads");
@@ -74,7 +53,7 @@ fn frameflow_faces(photos: &[PathBuf]) -> Vec<Vec<Face>> {
         .iter()
         .map(|path| {
             detector
-                .process(&frame(path))
+                .process(&common::decoded_frame(path))
                 .unwrap()
                 .into_iter()
                 .map(|d| Face {

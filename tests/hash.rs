@@ -10,28 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use engine::model::{Frame, MediaType};
-use engine::registry::Decoder;
-use operators::decode::FrameDecoder;
 use operators::hash::dhash;
 
 fn frameflow_hash(path: &Path) -> u64 {
-    let media_type = if path.extension().is_some_and(|e| e == "png") { MediaType::Png } else { MediaType::Jpeg };
-    let frame = Frame {
-        frame_id: "f".into(),
-        tenant: "t".into(),
-        source_id: "cam".into(),
-        seq: 0,
-        event_time: 0,
-        ingest_time: 0,
-        media_type,
-        bytes: Arc::from(std::fs::read(path).unwrap()),
-        late: None,
-        refused: None,
-    };
-    dhash(&FrameDecoder::default().decode(&frame).unwrap())
+    dhash(&common::decoded_frame(path).pixels)
 }
 
 /// Reference rows: image, hash, and the image it duplicates.

@@ -14,11 +14,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use engine::model::{DecodedFrame, Frame, MediaType};
-use engine::registry::Decoder;
-use operators::decode::FrameDecoder;
 use operators::detect::{DetectConfig, PreparedDetect};
 use operators::onnx::ModelStore;
 use operators::yolo::iou;
@@ -39,24 +34,10 @@ fn frameflow_detections(paths: &[String], rectangular: bool) -> Vec<Vec<Found>> 
     let config = DetectConfig { min_confidence: MIN_CONFIDENCE, nms_iou: NMS_IOU, threads: 1, rectangular };
     let prepared = PreparedDetect::load(&store, "objects", config).expect("model loads");
     let mut detector = prepared.detector().expect("session");
-    let decoder = FrameDecoder::default();
     paths
         .iter()
         .map(|path| {
-            let frame = Frame {
-                frame_id: path.as_str().into(),
-                tenant: "t".into(),
-                source_id: "cam".into(),
-                seq: 0,
-                event_time: 0,
-                ingest_time: 0,
-                media_type: MediaType::Jpeg,
-                bytes: Arc::from(std::fs::read(path).unwrap()),
-                late: None,
-                refused: None,
-            };
-            let pixels = decoder.decode(&frame).expect("decodes");
-            let decoded = DecodedFrame { frame, pixels };
+            let decoded = common::decoded_frame(std::path::Path::new(path));
             let found = engine::registry::VisionOperator::process(&mut detector, &decoded).expect("detects");
             found
                 .into_iter()

@@ -15,11 +15,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use engine::model::{DecodedFrame, Frame, MediaType};
-use engine::registry::{Decoder, VisionOperator};
-use operators::decode::FrameDecoder;
+use engine::registry::VisionOperator;
 use operators::qr::QrReader;
 use operators::yolo::iou;
 
@@ -52,20 +49,7 @@ fn name(path: &Path) -> String {
 type Codes = Vec<(String, [f32; 4])>;
 
 fn frameflow_codes(path: &Path) -> Codes {
-    let frame = Frame {
-        frame_id: name(path).into(),
-        tenant: "t".into(),
-        source_id: "cam".into(),
-        seq: 0,
-        event_time: 0,
-        ingest_time: 0,
-        media_type: MediaType::Jpeg,
-        bytes: Arc::from(std::fs::read(path).unwrap()),
-        late: None,
-        refused: None,
-    };
-    let pixels = FrameDecoder::default().decode(&frame).unwrap();
-    let rows = QrReader.process(&DecodedFrame { frame, pixels }).unwrap();
+    let rows = QrReader.process(&common::decoded_frame(path)).unwrap();
     rows.into_iter()
         .map(|d| {
             assert_eq!((&*d.label, d.attributes.contains_key("corners")), ("qr", true));

@@ -85,3 +85,24 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The image file at `path` as a frame of camera `cam`, decoded as the
+/// engine decodes it (the media type from the file's extension).
+pub fn decoded_frame(path: &Path) -> engine::model::DecodedFrame {
+    use engine::registry::Decoder;
+    let png = path.extension().is_some_and(|e| e == "png");
+    let frame = engine::model::Frame {
+        frame_id: path.to_string_lossy().into(),
+        tenant: "t".into(),
+        source_id: "cam".into(),
+        seq: 0,
+        event_time: 0,
+        ingest_time: 0,
+        media_type: if png { engine::model::MediaType::Png } else { engine::model::MediaType::Jpeg },
+        bytes: std::fs::read(path).unwrap().into(),
+        late: None,
+        refused: None,
+    };
+    let pixels = operators::decode::FrameDecoder::default().decode(&frame).unwrap();
+    engine::model::DecodedFrame { frame, pixels }
+}
