@@ -26,7 +26,9 @@ fn frames_done(s: &MetricsSnapshot) -> u64 {
     s.frames_processed + s.frames_degraded + s.frames_duplicate + s.frames_rejected + s.frames_late
 }
 
-fn status(s: &MetricsSnapshot, rate: f64) -> String {
+/// The status line; `in_place` (redrawn on a terminal, so it must not
+/// wrap) names only the operator furthest behind.
+fn status(s: &MetricsSnapshot, rate: f64, in_place: bool) -> String {
     let mut line = format!(
         "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} degraded, {} duplicate, {} rejected, {} late",
         frames_done(s),
@@ -41,7 +43,9 @@ fn status(s: &MetricsSnapshot, rate: f64) -> String {
     );
     // Each vision operator's lag: frames waiting for it, and for how long
     // the oldest has.
-    for lag in &s.operators {
+    let furthest = s.operators.iter().max_by_key(|lag| lag.waited_ms);
+    let shown: Vec<_> = if in_place { furthest.into_iter().collect() } else { s.operators.iter().collect() };
+    for lag in shown {
         line.push_str(&format!(" | {}: {} queued, {} ms behind", lag.name, lag.queued, lag.waited_ms));
     }
     line
@@ -87,9 +91,9 @@ fn report(metrics: &Metrics, stop: &AtomicBool, in_place: bool, period: Duration
         last = (Instant::now(), done);
         let mut err = std::io::stderr().lock();
         if in_place {
-            let _ = write!(err, "\r\x1b[2K{}", status(&snapshot, rate));
+            let _ = write!(err, "\r\x1b[2K{}", status(&snapshot, rate, true));
         } else {
-            let _ = writeln!(err, "frameflow: {}", status(&snapshot, rate));
+            let _ = writeln!(err, "frameflow: {}", status(&snapshot, rate, false));
         }
         let _ = err.flush();
     }

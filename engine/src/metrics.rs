@@ -2,7 +2,8 @@
 //! shows progress.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -28,10 +29,17 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub struct OperatorLag {
     /// Frames that reached the operator and wait for it.
-    pub queued: AtomicU64,
-    /// How long the oldest of them has waited, in milliseconds; 0 when
-    /// none waits.
-    pub waited_ms: AtomicU64,
+    queued: AtomicU64,
+    /// When the oldest of them came, in ms since [`epoch`] plus one; 0
+    /// when none waits. The wait is worked out when read, so it grows
+    /// while the operator is busy elsewhere.
+    oldest: AtomicU64,
+}
+
+/// The instant lag times count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A consistent-enough copy of the counters at one moment.
@@ -68,6 +76,7 @@ impl Metrics {
 
     /// A new lag gauge for the operator of stream `name` on one worker.
     pub fn operator(&self, name: &str) -> Arc<OperatorLag> {
+        epoch();
         let lag = Arc::new(OperatorLag::default());
         let mut operators = self.operators.lock().unwrap_or_else(|p| p.into_inner());
         operators.push((name.into(), lag.clone()));
@@ -86,7 +95,10 @@ impl Metrics {
                 }
             };
             operators[at].queued += get(&lag.queued);
-            operators[at].waited_ms = operators[at].waited_ms.max(get(&lag.waited_ms));
+            let oldest = get(&lag.oldest);
+            let now = epoch().elapsed().as_millis() as u64 + 1;
+            let waited = if oldest == 0 { 0 } else { now.saturating_sub(oldest) };
+            operators[at].waited_ms = operators[at].waited_ms.max(waited);
         }
         MetricsSnapshot {
             frames_admitted: get(&self.frames_admitted),
@@ -107,9 +119,9 @@ impl Metrics {
 impl OperatorLag {
     /// Records the backlog after the operator ran: `queued` frames, the
     /// oldest of which arrived at `oldest`.
-    pub fn set(&self, queued: usize, oldest: Option<std::time::Instant>) {
+    pub fn set(&self, queued: usize, oldest: Option<Instant>) {
         self.queued.store(queued as u64, Ordering::Relaxed);
-        let waited = oldest.map_or(0, |at| at.elapsed().as_millis() as u64);
-        self.waited_ms.store(waited, Ordering::Relaxed);
+        let since = oldest.map_or(0, |at| at.saturating_duration_since(epoch()).as_millis() as u64 + 1);
+        self.oldest.store(since, Ordering::Relaxed);
     }
 }
