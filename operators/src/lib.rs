@@ -17,6 +17,7 @@ pub mod detect;
 pub mod faces;
 pub mod hash;
 pub mod letterbox;
+pub mod motion;
 pub mod onnx;
 pub mod qr;
 pub mod yolo;
@@ -33,6 +34,7 @@ pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("detect", Arc::new(detect::DetectFactory::new(store.clone())));
     registry.operators.insert("faces", Arc::new(faces::FacesFactory::new(store.clone())));
     registry.operators.insert("hash", Arc::new(hash::HashFactory));
+    registry.operators.insert("motion", Arc::new(motion::MotionFactory));
     registry.operators.insert("qr", Arc::new(qr::QrFactory));
 }
 
