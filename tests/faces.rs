@@ -148,3 +148,25 @@ fn faces_run_as_a_table_function() {
         assert_eq!(row["attributes"]["keypoints"].as_object().unwrap().len(), 5, "{row}");
     }
 }
+
+/// A model of the wrong kind, or none, is refused when the job starts.
+#[test]
+fn a_wrong_model_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("frames/lobby")).unwrap();
+    for (model, says) in [
+        ("objects", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
+        ("mtcn", "model `mtcn` not found"),
+    ] {
+        let job = format!(
+            "CREATE SOURCE cams FROM DIRECTORY 'frames';
+             CREATE STREAM faces AS SELECT * FROM FACES(cams, model => '{model}');
+             CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';"
+        );
+        let output = common::run_job(dir.path(), &job, &[]);
+        let stderr = common::stderr(&output);
+        assert!(!output.status.success());
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!dir.path().join("out").exists(), "nothing was started");
+    }
+}

@@ -6,7 +6,6 @@
 //! original frame. Each worker has its own session (ONNX Runtime sessions
 //! are not safe to run from two threads at once), on `threads` threads.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -95,16 +94,7 @@ impl PreparedDetect {
     /// Loads the model card `NAME.json` and its ONNX file, and checks that
     /// the model has the input and outputs the card names.
     pub fn load(store: &ModelStore, model: &str, config: DetectConfig) -> Result<PreparedDetect, String> {
-        let card_path = store.models_dir.join(format!("{model}.json"));
-        let text = fs::read_to_string(&card_path).map_err(|e| {
-            let known = store.known("yolov3");
-            format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
-        })?;
-        let card: ModelCard = serde_json::from_str(&text)
-            .map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;
-        if card.architecture != "yolov3" {
-            return Err(format!("model `{model}` is a `{}` model; DETECT runs `yolov3` models", card.architecture));
-        }
+        let card: ModelCard = store.card(model, "yolov3", "DETECT")?;
         let onnx = store.models_dir.join(&card.onnx);
         let session = store.session(&onnx, config.threads)?;
         let has_input = session.inputs().iter().any(|i| i.name() == card.input.name);

@@ -19,7 +19,6 @@
 //! The nets take NHWC input with width and height swapped (`[N, W, H, 3]`),
 //! as they were converted from Keras; pixels are `(v - 127.5) / 128`.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +40,6 @@ const OPTIONS: [&str; 4] = ["model", "min_face", "min_confidence", "threads"];
 /// "onet": ...}`, ONNX paths relative to the models folder.
 #[derive(Debug, Deserialize)]
 struct Card {
-    architecture: String,
     pnet: PathBuf,
     rnet: PathBuf,
     onet: PathBuf,
@@ -107,16 +105,7 @@ pub struct PreparedFaces {
 
 impl PreparedFaces {
     pub fn load(store: &ModelStore, model: &str, config: FacesConfig) -> Result<PreparedFaces, String> {
-        let card_path = store.models_dir.join(format!("{model}.json"));
-        let text = fs::read_to_string(&card_path).map_err(|e| {
-            let known = store.known("mtcnn");
-            format!("model `{model}` not found ({}: {e}); known models: {known}", card_path.display())
-        })?;
-        let card: Card = serde_json::from_str(&text)
-            .map_err(|e| format!("model card `{}` is malformed: {e}", card_path.display()))?;
-        if card.architecture != "mtcnn" {
-            return Err(format!("model `{model}` is a `{}` model; FACES runs `mtcnn` models", card.architecture));
-        }
+        let card: Card = store.card(model, "mtcnn", "FACES")?;
         let paths = [card.pnet, card.rnet, card.onet].map(|p| store.models_dir.join(p));
         let sessions = sessions(store, &paths, config.threads)?;
         for (session, (net, input, outputs)) in sessions.iter().zip(NETS) {

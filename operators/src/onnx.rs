@@ -44,6 +44,34 @@ impl ModelStore {
         env.as_ref().map_err(Clone::clone)
     }
 
+    /// The card `MODEL.json` of a model that `operator` runs, which must be
+    /// of `architecture`.
+    ///
+    /// # Errors
+    /// A missing card (naming the models there are), a malformed one, or
+    /// one of another architecture.
+    pub fn card<T: serde::de::DeserializeOwned>(
+        &self,
+        model: &str,
+        architecture: &str,
+        operator: &str,
+    ) -> Result<T, String> {
+        let path = self.models_dir.join(format!("{model}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let known = self.known(architecture);
+            format!("model `{model}` not found ({}: {e}); known models: {known}", path.display())
+        })?;
+        let malformed = |e: serde_json::Error| format!("model card `{}` is malformed: {e}", path.display());
+        let card: serde_json::Value = serde_json::from_str(&text).map_err(malformed)?;
+        match card["architecture"].as_str() {
+            Some(found) if found == architecture => serde_json::from_value(card).map_err(malformed),
+            found => Err(format!(
+                "model `{model}` is a `{}` model; {operator} runs `{architecture}` models",
+                found.unwrap_or("unnamed")
+            )),
+        }
+    }
+
     /// The names of the model cards in the models folder for
     /// `architecture`, for error messages.
     pub fn known(&self, architecture: &str) -> String {
