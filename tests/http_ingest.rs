@@ -62,11 +62,7 @@ fn start(dir: &Path, port: u16) -> Job {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTP source never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_port(port, "the HTTP source");
     Job(child)
 }
 

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,11 +56,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_port(port, "tansu");
         Broker { child, port }
     }
 

@@ -12,10 +12,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The process's resident memory now, and at its peak, in bytes.
 fn rss(pid: u32) -> (u64, u64) {
@@ -68,19 +67,8 @@ fn under_overload_memory_stays_bounded_and_every_202_is_processed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTP source never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let claims = connectors::http::auth::Claims {
-        tenant: "t".into(),
-        sources: vec!["*".into()],
-        scope: "ingest".into(),
-        exp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600,
-        nbf: None,
-    };
-    let token = connectors::http::auth::mint(&claims, &dir.path().join("secret")).unwrap();
+    common::wait_for_port(port, "the HTTP source");
+    let token = common::device_token(&dir.path().join("secret"), "t");
     let frames: Vec<Vec<u8>> =
         common::camera_frames("market-a").iter().take(40).map(|p| std::fs::read(p).unwrap()).collect();
 
@@ -88,7 +76,7 @@ fn under_overload_memory_stays_bounded_and_every_202_is_processed() {
     // measured.
     let (status, _) = post(port, &token, "warm", 1_767_225_600_000, &frames[0]);
     assert_eq!(status, 202);
-    std::thread::sleep(Duration::from_secs(2));
+    common::wait_for_lines(&dir.path().join("out/outcomes.jsonl"), 1);
     let (settled, _) = rss(job.id());
 
     // Eight clients, each sending as fast as it is answered, for 6 s.

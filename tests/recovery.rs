@@ -162,15 +162,7 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
 /// Waits (up to a minute) until the outcomes file has `n` rows: a durable
 /// job that is stopped delivers only what its last checkpoint holds.
 fn wait_for_outcomes(dir: &Path, n: usize) {
-    wait_for_lines(&dir.join("out/outcomes.jsonl"), n);
-}
-
-/// Waits (up to a minute) until the file at `path` has `n` lines.
-fn wait_for_lines(path: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_for_lines(&dir.join("out/outcomes.jsonl"), n);
 }
 
 /// The job, with an HTTP source, started and listening.
@@ -234,14 +226,7 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
         )
     };
     std::fs::write(dir.join("job.sql"), job("1h")).unwrap();
-    let claims = connectors::http::auth::Claims {
-        tenant: "default".into(),
-        sources: vec!["*".into()],
-        scope: "ingest".into(),
-        exp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600,
-        nbf: None,
-    };
-    let token = connectors::http::auth::mint(&claims, &dir.join("secret")).unwrap();
+    let token = common::device_token(&dir.join("secret"), "default");
     let frames = frames();
     // Kill after a random number of acknowledged frames, at a random
     // moment after it: often with requests in flight.
@@ -287,7 +272,7 @@ fn kill_9_during_an_http_job_loses_no_acknowledged_frame() {
     std::fs::write(dir.join("job.sql"), job("1s")).unwrap();
     let mut server = Server::start(&dir, port);
     wait_for_outcomes(&dir, acknowledged.len());
-    wait_for_lines(&dir.join("out/counts.jsonl"), reference.1.len());
+    common::wait_for_lines(&dir.join("out/counts.jsonl"), reference.1.len());
     Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     let status = server.0.wait().unwrap();
     assert!(status.success(), "the job stops cleanly");
@@ -316,14 +301,7 @@ fn a_damaged_journal_is_repaired_and_reported_and_the_rest_replayed() {
         ),
     )
     .unwrap();
-    let claims = connectors::http::auth::Claims {
-        tenant: "default".into(),
-        sources: vec!["*".into()],
-        scope: "ingest".into(),
-        exp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600,
-        nbf: None,
-    };
-    let token = connectors::http::auth::mint(&claims, &dir.join("secret")).unwrap();
+    let token = common::device_token(&dir.join("secret"), "default");
     let frames: Vec<(String, PathBuf)> = frames().into_iter().take(12).collect();
     let mut ids = Vec::new();
     let server = Server::start(dir, port);

@@ -106,3 +106,34 @@ pub fn decoded_frame(path: &Path) -> engine::model::DecodedFrame {
     let pixels = operators::decode::FrameDecoder::default().decode(&frame).unwrap();
     engine::model::DecodedFrame { frame, pixels }
 }
+
+/// Waits (up to a minute) until something listens on `port`; `what` names
+/// it in the failure.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to a minute) until the file at `path` has `n` lines.
+pub fn wait_for_lines(path: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A device token of `tenant` for every camera, valid for an hour, signed
+/// with the secret in the file `secret`.
+pub fn device_token(secret: &Path, tenant: &str) -> String {
+    let claims = connectors::http::auth::Claims {
+        tenant: tenant.into(),
+        sources: vec!["*".into()],
+        scope: "ingest".into(),
+        exp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600,
+        nbf: None,
+    };
+    connectors::http::auth::mint(&claims, secret).unwrap()
+}
