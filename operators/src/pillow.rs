@@ -1,0 +1,137 @@
+//! Pillow's resize (`Image.resize` without `reducing_gap`), ported so that
+//! operators whose reference pipelines resize with Pillow see the same
+//! pixels: a separable convolution, horizontal pass first over the rows the
+//! vertical pass needs, each pass in fixed point with 22 fractional bits
+//! and rounded to 8 bits.
+
+/// The filters ported, with Pillow's supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `Image.BILINEAR`: a triangle of support 1.
+    Bilinear,
+    /// `Image.LANCZOS`: a 3-lobed Lanczos window.
+    Lanczos,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Filter::Bilinear => (1.0 - x.abs()).max(0.0),
+            Filter::Lanczos => {
+                let sinc = |x: f64| {
+                    if x == 0.0 {
+                        1.0
+                    } else {
+                        let x = x * std::f64::consts::PI;
+                        x.sin() / x
+                    }
+                };
+                if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+            }
+        }
+    }
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: per output
+/// index, the first input index and the fixed-point weights.
+fn coefficients(filter: Filter, in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter.support() * filter_scale;
+    let ss = 1.0 / filter_scale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let min = ((center - support + 0.5) as i64).max(0) as usize;
+            let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let weights: Vec<f64> = (min..max).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
+            let total: f64 = weights.iter().sum();
+            let fixed = weights
+                .iter()
+                .map(|w| {
+                    let w = if total == 0.0 { *w } else { w / total };
+                    let scaled = w * f64::from(1u32 << PRECISION_BITS);
+                    (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
+                })
+                .collect();
+            (min, fixed)
+        })
+        .collect()
+}
+
+/// One output sample: the weighted sum of `input[at + (min + i) * step]`.
+fn sample(input: &[u8], at: usize, step: usize, (min, k): &(usize, Vec<i32>)) -> u8 {
+    let mut sum = 1i64 << (PRECISION_BITS - 1);
+    for (i, weight) in k.iter().enumerate() {
+        sum += i64::from(input[at + (min + i) * step]) * i64::from(*weight);
+    }
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes an image of `channels` interleaved 8-bit channels from `(w, h)`
+/// to `(ow, oh)`, as Pillow does.
+pub fn resize(
+    pixels: &[u8],
+    channels: usize,
+    (w, h): (usize, usize),
+    (ow, oh): (usize, usize),
+    filter: Filter,
+) -> Vec<u8> {
+    resize_crop(pixels, channels, (w, h), (ow, oh), [0, 0, ow, oh], filter)
+}
+
+/// The window `[x, y, width, height]` of the image [`resize`] would give:
+/// the same pixels as resizing then cropping, computing only the window.
+pub fn resize_crop(
+    pixels: &[u8],
+    channels: usize,
+    (w, h): (usize, usize),
+    (ow, oh): (usize, usize),
+    [x0, y0, cw, ch]: [usize; 4],
+    filter: Filter,
+) -> Vec<u8> {
+    assert!(x0 + cw <= ow && y0 + ch <= oh, "crop window outside the resized image");
+    let vertical: Vec<(usize, Vec<i32>)> = if oh == h {
+        (y0..y0 + ch).map(|y| (y, vec![1 << PRECISION_BITS])).collect()
+    } else {
+        coefficients(filter, h, oh).drain(y0..y0 + ch).collect()
+    };
+    let first = vertical.iter().map(|(min, _)| *min).min().unwrap_or(0);
+    let last = vertical.iter().map(|(min, k)| min + k.len()).max().unwrap_or(0);
+    let row_len = cw * channels;
+    let mut rows = Vec::with_capacity((last - first) * row_len);
+    if ow == w {
+        for y in first..last {
+            rows.extend_from_slice(&pixels[(y * w + x0) * channels..][..row_len]);
+        }
+    } else {
+        let horizontal: Vec<(usize, Vec<i32>)> = coefficients(filter, w, ow).drain(x0..x0 + cw).collect();
+        for y in first..last {
+            for c in &horizontal {
+                for channel in 0..channels {
+                    rows.push(sample(pixels, y * w * channels + channel, channels, c));
+                }
+            }
+        }
+    }
+    if oh == h {
+        return rows;
+    }
+    let mut out = Vec::with_capacity(ch * row_len);
+    for (min, k) in vertical {
+        let shifted = (min - first, k);
+        for x in 0..row_len {
+            out.push(sample(&rows, x, row_len, &shifted));
+        }
+    }
+    out
+}
