@@ -263,4 +263,24 @@ EOF
   printf '%s' "$CONVERTER_HASH" > "$MODELS/mobilenet/.converter"
 fi
 
+# 11. DejaVu Sans, ANNOTATE's label font, from Debian's fonts-dejavu-core ------------------
+FONT="$ASSETS/fonts/DejaVuSans.ttf"
+if [[ -f "$FONT" ]]; then
+  say "font: up to date"
+else
+  debs=("$DL"/fonts-dejavu-core_*.deb)
+  if [[ ! -f "${debs[0]}" ]]; then
+    say "font: downloading Debian package fonts-dejavu-core (1 MB)"
+    get() { (cd "$DL" && apt-get download -q -o APT::Sandbox::User=root fonts-dejavu-core >/dev/null); }
+    get || { apt-get update -qq && get; } || say "font: WARNING: could not get fonts-dejavu-core .deb"
+    debs=("$DL"/fonts-dejavu-core_*.deb)
+  fi
+  if [[ -f "${debs[0]}" ]]; then
+    mkdir -p "$ASSETS/fonts"
+    dpkg-deb --fsys-tarfile "${debs[0]}" | tar -xO ./usr/share/fonts/truetype/dejavu/DejaVuSans.ttf > "$FONT.part"
+    mv "$FONT.part" "$FONT"
+    say "font: $FONT"
+  fi
+fi
+
 say "done in $((SECONDS - START)) s: venv, lib, models, images under $ASSETS; frames under $FRAMES"

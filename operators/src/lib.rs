@@ -11,6 +11,7 @@
 //!  Frame ─decode─▶ Pixels ─letterbox─▶ tensor ─ONNX Runtime─▶ heads ─decode+NMS─▶ Detections
 //! ```
 
+pub mod annotate;
 pub mod area;
 pub mod classify;
 pub mod decode;
@@ -39,6 +40,8 @@ pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("hash", Arc::new(hash::HashFactory));
     registry.operators.insert("motion", Arc::new(motion::MotionFactory));
     registry.operators.insert("qr", Arc::new(qr::QrFactory));
+    let inner = registry.operators.clone();
+    registry.operators.insert("annotate", Arc::new(annotate::AnnotateFactory::new(inner, store.font.clone())));
 }
 
 /// Refuses an option the operator does not take, naming those it does.

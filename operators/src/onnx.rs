@@ -12,19 +12,25 @@ use ort::session::builder::GraphOptimizationLevel;
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
-/// Where the shared library and the models are.
+/// Where the shared library, the models and the font are.
 #[derive(Clone, Debug)]
 pub struct ModelStore {
     /// Folder of model cards (`NAME.json`) and their ONNX files.
     pub models_dir: PathBuf,
     /// `libonnxruntime.so`, from the PyPI `onnxruntime` wheel.
     pub onnxruntime: PathBuf,
+    /// The TrueType font ANNOTATE writes labels in.
+    pub font: PathBuf,
 }
 
 impl ModelStore {
     /// The layout the set-up script writes: `ASSETS/models`, `ASSETS/lib`.
     pub fn in_assets(assets: &Path) -> ModelStore {
-        ModelStore { models_dir: assets.join("models"), onnxruntime: assets.join("lib").join("libonnxruntime.so") }
+        ModelStore {
+            models_dir: assets.join("models"),
+            onnxruntime: assets.join("lib").join("libonnxruntime.so"),
+            font: assets.join("fonts").join("DejaVuSans.ttf"),
+        }
     }
 
     fn environment(&self) -> Result<&'static Environment, String> {
