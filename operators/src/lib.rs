@@ -13,6 +13,7 @@
 
 pub mod annotate;
 pub mod area;
+pub mod blazeface;
 pub mod classify;
 pub mod decode;
 pub mod detect;

@@ -78,6 +78,14 @@ impl ModelStore {
         }
     }
 
+    /// The architecture the card `MODEL.json` names, if there is such a
+    /// card and it names one.
+    pub fn architecture(&self, model: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.models_dir.join(format!("{model}.json"))).ok()?;
+        let card: serde_json::Value = serde_json::from_str(&text).ok()?;
+        card["architecture"].as_str().map(str::to_owned)
+    }
+
     /// The names of the model cards in the models folder for
     /// `architecture`, for error messages.
     pub fn known(&self, architecture: &str) -> String {

@@ -68,13 +68,25 @@ fn coefficients(filter: Filter, in_size: usize, out_size: usize) -> Vec<(usize, 
         .collect()
 }
 
-/// One output sample: the weighted sum of `input[at + (min + i) * step]`.
-fn sample(input: &[u8], at: usize, step: usize, (min, k): &(usize, Vec<i32>)) -> u8 {
-    let mut sum = 1i64 << (PRECISION_BITS - 1);
-    for (i, weight) in k.iter().enumerate() {
-        sum += i64::from(input[at + (min + i) * step]) * i64::from(*weight);
-    }
+/// Rounds a fixed-point sum to 8 bits, as Pillow's `clip8`.
+fn clip8(sum: i32) -> u8 {
     (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// The horizontal pass over one row of `C` channels. Sums are `i32`, as
+/// Pillow's are.
+fn horizontal<const C: usize>(row: &[u8], coefficients: &[(usize, Vec<i32>)], out: &mut Vec<u8>) {
+    for (min, k) in coefficients {
+        let mut sums = [HALF; C];
+        for (pixel, weight) in row[min * C..(min + k.len()) * C].chunks_exact(C).zip(k) {
+            for (sum, v) in sums.iter_mut().zip(pixel) {
+                *sum += i32::from(*v) * weight;
+            }
+        }
+        out.extend(sums.map(clip8));
+    }
 }
 
 /// Resizes an image of `channels` interleaved 8-bit channels from `(w, h)`
@@ -114,24 +126,32 @@ pub fn resize_crop(
             rows.extend_from_slice(&pixels[(y * w + x0) * channels..][..row_len]);
         }
     } else {
-        let horizontal: Vec<(usize, Vec<i32>)> = coefficients(filter, w, ow).drain(x0..x0 + cw).collect();
+        let coefficients: Vec<(usize, Vec<i32>)> = coefficients(filter, w, ow).drain(x0..x0 + cw).collect();
         for y in first..last {
-            for c in &horizontal {
-                for channel in 0..channels {
-                    rows.push(sample(pixels, y * w * channels + channel, channels, c));
-                }
+            let row = &pixels[y * w * channels..][..w * channels];
+            match channels {
+                1 => horizontal::<1>(row, &coefficients, &mut rows),
+                3 => horizontal::<3>(row, &coefficients, &mut rows),
+                4 => horizontal::<4>(row, &coefficients, &mut rows),
+                _ => panic!("{channels} channels: Pillow's resize takes 1, 3 or 4"),
             }
         }
     }
     if oh == h {
         return rows;
     }
+    // The vertical pass, a whole output row at a time.
     let mut out = Vec::with_capacity(ch * row_len);
+    let mut sums = vec![0i32; row_len];
     for (min, k) in vertical {
-        let shifted = (min - first, k);
-        for x in 0..row_len {
-            out.push(sample(&rows, x, row_len, &shifted));
+        sums.fill(HALF);
+        for (i, weight) in k.iter().enumerate() {
+            let row = &rows[(min - first + i) * row_len..][..row_len];
+            for (sum, v) in sums.iter_mut().zip(row) {
+                *sum += i32::from(*v) * weight;
+            }
         }
+        out.extend(sums.iter().map(|s| clip8(*s)));
     }
     out
 }

