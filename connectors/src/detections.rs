@@ -225,6 +225,7 @@ mod tests {
             tenant: "acme".into(),
             lateness_ms: 0,
             late: engine::plan::LatePolicy::DeadLetter,
+            screen: None,
         }
     }
 

@@ -392,6 +392,7 @@ mod tests {
             tenant: "default".into(),
             lateness_ms: 1_000,
             late: LatePolicy::DeadLetter,
+            screen: None,
         }
     }
 

@@ -247,6 +247,7 @@ mod tests {
             tenant: "default".into(),
             lateness_ms: 0,
             late: engine::plan::LatePolicy::DeadLetter,
+            screen: None,
         }
     }
 

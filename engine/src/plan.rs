@@ -67,6 +67,10 @@ pub struct SourceSpec {
     /// count.
     pub lateness_ms: Millis,
     pub late: LatePolicy,
+    /// An operator, by registry name, with its options, that screens the
+    /// source's frames before any stream reads them (`dedup`): a frame it
+    /// refuses goes no further, with that refusal as its outcome.
+    pub screen: Option<(String, Options)>,
 }
 
 /// A predicate over rows (a `WHERE` clause), compiled outside the engine:

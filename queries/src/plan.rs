@@ -243,8 +243,10 @@ impl Planner {
             tenant: "default".to_owned(),
             lateness_ms: DEFAULT_LATENESS_MS,
             late: LatePolicy::DeadLetter,
+            screen: None,
         };
         options_map(options)?;
+        let mut dedup = BTreeMap::new();
         for option in options {
             let (key, value) = (name_of(&option.key), option.value.clone());
             match key.as_str() {
@@ -261,10 +263,17 @@ impl Planner {
                     }
                 }
                 "tenant" => spec.tenant = value,
+                // near duplicates dropped before any stream, by HASH's rule
+                "dedup" | "max_distance" => {
+                    dedup.insert(key, value);
+                }
                 _ => {
                     spec.options.insert(key, value);
                 }
             }
+        }
+        if !dedup.is_empty() {
+            spec.screen = Some(("hash".to_owned(), dedup));
         }
         self.plan.sources.push(spec);
         Ok(())

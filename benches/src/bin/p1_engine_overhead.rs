@@ -168,6 +168,7 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
             tenant: "bench".into(),
             lateness_ms: 0,
             late: LatePolicy::DeadLetter,
+            screen: None,
         }],
         streams: vec![StreamSpec {
             name: "s".into(),

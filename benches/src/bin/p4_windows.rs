@@ -182,6 +182,7 @@ fn frameflow(total: u64) -> Measured {
             tenant: "bench".into(),
             lateness_ms: 0,
             late: LatePolicy::DeadLetter,
+            screen: None,
         }],
         streams: Vec::new(),
         views: vec![ViewSpec {

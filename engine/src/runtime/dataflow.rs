@@ -9,7 +9,8 @@
 //!
 //! Decode and detection are stateless per frame, so frames are dealt to
 //! workers round-robin per camera: one busy camera still uses every core.
-//! Operators with per-camera state will exchange by `source_id` instead.
+//! Operators with per-camera state exchange by `source_id` instead, and so
+//! does a source's screen (`dedup`) between Decode and the streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Capability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
-use super::vision::{RunPolicy, run_operator};
+use super::vision::{self, RunPolicy, run_operator};
 use super::window::WindowRow;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
@@ -56,6 +57,8 @@ pub(crate) struct Prepared {
     pub clock: TickClock,
     pub decoder: Arc<dyn Decoder>,
     pub operators: HashMap<String, Arc<dyn PreparedOperator>>,
+    /// Per source with a screen (`dedup`), its operator.
+    pub screens: HashMap<String, Arc<dyn PreparedOperator>>,
     /// How each vision stream runs its operator (batches, shedding).
     pub policies: HashMap<String, RunPolicy>,
     /// Opened sinks; worker 0 takes them, since every record is routed there.
@@ -107,9 +110,19 @@ pub(crate) fn build<'scope>(
         // Consecutive frames of a camera go to consecutive workers: an even
         // spread even for few frames, where hashing ids leaves some idle.
         let frames = frames.exchange(|f: &Frame| stable_hash(&[f.source_id.as_bytes()]).wrapping_add(f.seq));
-        let (ok, rejected) = decode(frames, job.clone(), spec.late);
-        decoded.insert(&spec.name, ok);
+        let (mut ok, rejected) = decode(frames, job.clone(), spec.late);
         outcomes.push(rejected);
+        if let Some(screen) = job.screens.get(&spec.name) {
+            // A camera's frames to one worker, in order, to be screened;
+            // then spread again for the streams.
+            let camera = ok.exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]));
+            let name = format!("{} dedup", spec.name);
+            let (kept, refused) = vision::screen(camera, &name, screen.instance()?, job.metrics.clone());
+            outcomes.push(refused);
+            ok = kept
+                .exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]).wrapping_add(f.frame.seq));
+        }
+        decoded.insert(&spec.name, ok);
     }
 
     let mut views: HashMap<&str, StreamVec<'scope, Tick, Record>> = HashMap::new();

@@ -169,6 +169,21 @@ fn prepare(
             reason,
         })?;
     }
+    let mut screens = HashMap::new();
+    for spec in &plan.sources {
+        let Some((operator, options)) = &spec.screen else { continue };
+        let factory = registry.operators.get(operator.as_str()).ok_or_else(|| EngineError::UnknownPlugin {
+            what: "operator",
+            name: operator.clone(),
+            known: known(registry.operators.keys().collect()),
+        })?;
+        let prepared = factory.prepare(options).map_err(|reason| EngineError::Plugin {
+            what: "source",
+            name: spec.name.clone(),
+            reason,
+        })?;
+        screens.insert(spec.name.clone(), prepared);
+    }
     let mut operators = HashMap::new();
     let mut policies = HashMap::new();
     for spec in &plan.streams {
@@ -245,6 +260,7 @@ fn prepare(
         clock,
         decoder: registry.decoder.clone(),
         operators,
+        screens,
         policies,
         sinks,
         metrics,

@@ -107,11 +107,47 @@ struct Waiting {
 pub(crate) fn run_operator<'scope>(
     frames: StreamVec<'scope, Tick, DecodedFrame>,
     name: &str,
-    mut operator: Box<dyn VisionOperator>,
+    operator: Box<dyn VisionOperator>,
     per_camera: bool,
     policy: RunPolicy,
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
+    let stage: Arc<str> = name.into();
+    let counts = metrics.clone();
+    let found = move |decoded: DecodedFrame, found: Vec<Detection>| {
+        Metrics::add(&counts.frames_processed, 1);
+        Metrics::add(&counts.detections, found.len() as u64);
+        let processed = outcome(&decoded.frame, Outcome::Processed, &stage, None, found.len() as u32);
+        found.into_iter().map(Ok).chain([Err(processed)]).collect()
+    };
+    run(frames, name, operator, per_camera, policy, metrics, found).ok_err(|result| result)
+}
+
+/// Runs an operator that screens frames (`dedup` on a source): the frames
+/// it accepts go on, whatever rows it finds; those it refuses become
+/// outcomes. An accepted frame has no outcome here: the streams that read
+/// it give it theirs.
+pub(crate) fn screen<'scope>(
+    frames: StreamVec<'scope, Tick, DecodedFrame>,
+    name: &str,
+    operator: Box<dyn VisionOperator>,
+    metrics: Arc<Metrics>,
+) -> (StreamVec<'scope, Tick, DecodedFrame>, StreamVec<'scope, Tick, FrameOutcome>) {
+    let pass = |decoded: DecodedFrame, _: Vec<Detection>| vec![Ok(decoded)];
+    run(frames, name, operator, true, RunPolicy::default(), metrics, pass).ok_err(|result| result)
+}
+
+/// The operator of [`run_operator`] and [`screen`]: `found` makes what a
+/// frame the operator accepted gives.
+fn run<'scope, T: Clone + 'static>(
+    frames: StreamVec<'scope, Tick, DecodedFrame>,
+    name: &str,
+    mut operator: Box<dyn VisionOperator>,
+    per_camera: bool,
+    policy: RunPolicy,
+    metrics: Arc<Metrics>,
+    found: impl Fn(DecodedFrame, Vec<Detection>) -> Vec<Result<T, FrameOutcome>> + 'static,
+) -> StreamVec<'scope, Tick, Result<T, FrameOutcome>> {
     let stage: Arc<str> = name.into();
     let name = name.to_owned();
     let scope = frames.scope();
@@ -120,127 +156,120 @@ pub(crate) fn run_operator<'scope>(
     // batch run again frame by frame would meet state the batch changed.
     let batch = if per_camera { 1 } else { policy.batch.unwrap_or_else(|| operator.preferred_batch()).max(1) };
     let in_order = per_camera;
-    let results: StreamVec<'scope, Tick, Result<Detection, FrameOutcome>> =
-        frames.unary_frontier(Pipeline, &format!("Vision: {name}"), move |_, info| {
-            let activator = scope.activator_for(info.address.clone());
-            let mut waiting: VecDeque<Waiting> = VecDeque::new();
-            // For an operator with state per camera: frames by tick until
-            // the tick is complete, since a camera's frames may come from
-            // several workers (decoding is spread), in any order.
-            let mut incomplete: BTreeMap<Tick, Waiting> = BTreeMap::new();
-            // Per tenant and camera, frames seen while shedding.
-            let mut shed_count: HashMap<(Arc<str>, Arc<str>), u64> = HashMap::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(capability) = cap.retain_least(0) else { return };
-                    let frames: VecDeque<DecodedFrame> = data.flat_map(std::mem::take).collect();
-                    if !in_order {
-                        waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
-                        return;
-                    }
-                    let at = *capability.time();
-                    let entry = incomplete.entry(at).or_insert_with(|| Waiting {
-                        capability,
-                        frames: VecDeque::new(),
-                        arrived: Instant::now(),
-                    });
-                    entry.frames.extend(frames);
-                });
-                // Complete ticks, in order, each camera's frames in
-                // event-time order.
-                while let Some(entry) = incomplete.first_entry()
-                    && !frontier.less_equal(entry.key())
-                {
-                    let mut complete = entry.remove();
-                    complete.frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
-                    // Waiting for the operator starts now: the wait for
-                    // the tick to complete (the sources' lateness) is not
-                    // the operator falling behind.
-                    complete.arrived = Instant::now();
-                    waiting.push_back(complete);
+    frames.unary_frontier(Pipeline, &format!("Vision: {name}"), move |_, info| {
+        let activator = scope.activator_for(info.address.clone());
+        let mut waiting: VecDeque<Waiting> = VecDeque::new();
+        // For an operator with state per camera: frames by tick until
+        // the tick is complete, since a camera's frames may come from
+        // several workers (decoding is spread), in any order.
+        let mut incomplete: BTreeMap<Tick, Waiting> = BTreeMap::new();
+        // Per tenant and camera, frames seen while shedding.
+        let mut shed_count: HashMap<(Arc<str>, Arc<str>), u64> = HashMap::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                let Some(capability) = cap.retain_least(0) else { return };
+                let frames: VecDeque<DecodedFrame> = data.flat_map(std::mem::take).collect();
+                if !in_order {
+                    waiting.push_back(Waiting { capability, frames, arrived: Instant::now() });
+                    return;
                 }
-                let started = Instant::now();
-                while started.elapsed() < SLICE {
-                    let queued: usize = waiting.iter().map(|w| w.frames.len()).sum();
-                    let Some(front) = waiting.front() else { break };
-                    // A short batch waits a little for more frames, unless
-                    // no more can come before the frontier moves on.
-                    if queued < batch
-                        && !frontier.is_empty()
-                        && let Some(rest) = policy.batch_wait.checked_sub(front.arrived.elapsed())
-                        && !rest.is_zero()
+                let at = *capability.time();
+                let entry = incomplete.entry(at).or_insert_with(|| Waiting {
+                    capability,
+                    frames: VecDeque::new(),
+                    arrived: Instant::now(),
+                });
+                entry.frames.extend(frames);
+            });
+            // Complete ticks, in order, each camera's frames in
+            // event-time order.
+            while let Some(entry) = incomplete.first_entry()
+                && !frontier.less_equal(entry.key())
+            {
+                let mut complete = entry.remove();
+                complete.frames.make_contiguous().sort_by_key(|f| f.frame.event_time);
+                // Waiting for the operator starts now: the wait for
+                // the tick to complete (the sources' lateness) is not
+                // the operator falling behind.
+                complete.arrived = Instant::now();
+                waiting.push_back(complete);
+            }
+            let started = Instant::now();
+            while started.elapsed() < SLICE {
+                let queued: usize = waiting.iter().map(|w| w.frames.len()).sum();
+                let Some(front) = waiting.front() else { break };
+                // A short batch waits a little for more frames, unless
+                // no more can come before the frontier moves on.
+                if queued < batch
+                    && !frontier.is_empty()
+                    && let Some(rest) = policy.batch_wait.checked_sub(front.arrived.elapsed())
+                    && !rest.is_zero()
+                {
+                    activator.activate_after(rest);
+                    break;
+                }
+                // Up to `batch` frames, with the index of their batch
+                // of arrival; frames to shed are answered at once.
+                let mut taken: Vec<(usize, DecodedFrame)> = Vec::new();
+                for (index, entry) in waiting.iter_mut().enumerate() {
+                    let behind = entry.arrived.elapsed();
+                    while taken.len() < batch
+                        && let Some(decoded) = entry.frames.pop_front()
                     {
-                        activator.activate_after(rest);
+                        if let Some(max_lag) = policy.max_lag.filter(|max| behind > *max) {
+                            let camera = (decoded.frame.tenant.clone(), decoded.frame.source_id.clone());
+                            let n = shed_count.entry(camera).or_insert(0);
+                            *n += 1;
+                            if policy.keep_every == 0 || !(*n - 1).is_multiple_of(policy.keep_every) {
+                                Metrics::add(&metrics.frames_degraded, 1);
+                                let reason = format!(
+                                    "shed: {name} was {} ms behind (max_lag {} ms)",
+                                    behind.as_millis(),
+                                    max_lag.as_millis()
+                                );
+                                let degraded = outcome(&decoded.frame, Outcome::Degraded, &stage, Some(reason), 0);
+                                output.session(&entry.capability).give(Err(degraded));
+                                continue;
+                            }
+                        }
+                        taken.push((index, decoded));
+                    }
+                    if taken.len() == batch {
                         break;
                     }
-                    // Up to `batch` frames, with the index of their batch
-                    // of arrival; frames to shed are answered at once.
-                    let mut taken: Vec<(usize, DecodedFrame)> = Vec::new();
-                    for (index, entry) in waiting.iter_mut().enumerate() {
-                        let behind = entry.arrived.elapsed();
-                        while taken.len() < batch
-                            && let Some(decoded) = entry.frames.pop_front()
-                        {
-                            if let Some(max_lag) = policy.max_lag.filter(|max| behind > *max) {
-                                let camera = (decoded.frame.tenant.clone(), decoded.frame.source_id.clone());
-                                let n = shed_count.entry(camera).or_insert(0);
-                                *n += 1;
-                                if policy.keep_every == 0 || !(*n - 1).is_multiple_of(policy.keep_every) {
-                                    Metrics::add(&metrics.frames_degraded, 1);
-                                    let reason = format!(
-                                        "shed: {name} was {} ms behind (max_lag {} ms)",
-                                        behind.as_millis(),
-                                        max_lag.as_millis()
-                                    );
-                                    let degraded = outcome(&decoded.frame, Outcome::Degraded, &stage, Some(reason), 0);
-                                    output.session(&entry.capability).give(Err(degraded));
-                                    continue;
-                                }
-                            }
-                            taken.push((index, decoded));
+                }
+                let frames: Vec<&DecodedFrame> = taken.iter().map(|(_, f)| f).collect();
+                let results = run_batch(operator.as_mut(), &frames);
+                for ((index, decoded), result) in taken.into_iter().zip(results) {
+                    let mut session = output.session(&waiting[index].capability);
+                    let frame = &decoded.frame;
+                    match result {
+                        Ok(rows) => session.give_iterator(found(decoded, rows).into_iter()),
+                        Err(Refusal::Duplicate(reason)) => {
+                            Metrics::add(&metrics.frames_duplicate, 1);
+                            session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
                         }
-                        if taken.len() == batch {
-                            break;
+                        Err(Refusal::Failed(reason)) => {
+                            Metrics::add(&metrics.frames_rejected, 1);
+                            session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                         }
                     }
-                    let frames: Vec<&DecodedFrame> = taken.iter().map(|(_, f)| f).collect();
-                    for ((index, decoded), result) in taken.iter().zip(run_batch(operator.as_mut(), &frames)) {
-                        let mut session = output.session(&waiting[*index].capability);
-                        let frame = &decoded.frame;
-                        match result {
-                            Ok(found) => {
-                                Metrics::add(&metrics.frames_processed, 1);
-                                Metrics::add(&metrics.detections, found.len() as u64);
-                                let processed = outcome(frame, Outcome::Processed, &stage, None, found.len() as u32);
-                                session.give_iterator(found.into_iter().map(Ok));
-                                session.give(Err(processed));
-                            }
-                            Err(Refusal::Duplicate(reason)) => {
-                                Metrics::add(&metrics.frames_duplicate, 1);
-                                session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
-                            }
-                            Err(Refusal::Failed(reason)) => {
-                                Metrics::add(&metrics.frames_rejected, 1);
-                                session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
-                            }
-                        }
-                    }
-                    while waiting.front().is_some_and(|w| w.frames.is_empty()) {
-                        waiting.pop_front();
-                    }
                 }
-                if !waiting.is_empty() && started.elapsed() >= SLICE {
-                    activator.activate();
+                while waiting.front().is_some_and(|w| w.frames.is_empty()) {
+                    waiting.pop_front();
                 }
-                if waiting.is_empty() {
-                    shed_count.clear();
-                }
-                let queued = waiting.iter().chain(incomplete.values()).map(|w| w.frames.len()).sum();
-                let oldest = waiting.iter().chain(incomplete.values()).map(|w| w.arrived).min();
-                lag.set(queued, oldest);
             }
-        });
-    results.ok_err(|result| result)
+            if !waiting.is_empty() && started.elapsed() >= SLICE {
+                activator.activate();
+            }
+            if waiting.is_empty() {
+                shed_count.clear();
+            }
+            let queued = waiting.iter().chain(incomplete.values()).map(|w| w.frames.len()).sum();
+            let oldest = waiting.iter().chain(incomplete.values()).map(|w| w.arrived).min();
+            lag.set(queued, oldest);
+        }
+    })
 }
 
 /// One batch through the operator. If the batch as a whole fails or
