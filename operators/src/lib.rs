@@ -15,6 +15,7 @@ pub mod annotate;
 pub mod area;
 pub mod blazeface;
 pub mod classify;
+pub mod cv;
 pub mod decode;
 pub mod detect;
 pub mod faces;
@@ -24,6 +25,7 @@ pub mod motion;
 pub mod onnx;
 pub mod pillow;
 pub mod qr;
+pub mod text;
 pub mod yolo;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,7 @@ pub fn register(registry: &mut Registry, store: &onnx::ModelStore) {
     registry.operators.insert("hash", Arc::new(hash::HashFactory));
     registry.operators.insert("motion", Arc::new(motion::MotionFactory));
     registry.operators.insert("qr", Arc::new(qr::QrFactory));
+    registry.operators.insert("text", Arc::new(text::TextFactory::new(store.clone())));
     let inner = registry.operators.clone();
     registry.operators.insert("annotate", Arc::new(annotate::AnnotateFactory::new(inner, store.font.clone())));
 }

@@ -41,7 +41,7 @@ use datafusion::arrow::datatypes::DataType;
 /// Vision operators a job may call when the planner is not told which the
 /// registry has: each is called as a table function of its name in
 /// capitals, `DETECT(src, ...)`.
-const DEFAULT_OPERATORS: &[&str] = &["classify", "detect", "faces", "hash", "motion", "qr"];
+const DEFAULT_OPERATORS: &[&str] = &["annotate", "classify", "detect", "faces", "hash", "motion", "qr", "text"];
 /// Source kinds whose rows are detections rather than frames.
 const DETECTION_SOURCES: &[&str] = &["detections", "generator"];
 /// What a stream may read.
