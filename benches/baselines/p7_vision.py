@@ -14,6 +14,8 @@ MODE:
   classify       Pillow decode, torchvision's evaluation transform on PIL and
                  MobileNetV2 on ONNX Runtime (one thread), softmax, top 5
                  (tests/reference/classify.py), one image at a time.
+  text           rapidocr-onnxruntime's RapidOCR (PP-OCRv4, one thread) on the
+                 image bytes, its own decoding and pipeline.
   qr             decode, then OpenCV's QRCodeDetector.detectAndDecodeMulti.
   motion         decode, then MOG2 (history 500, varThreshold 16, no shadows),
                  a 3x3 opening and 8-connected components of >= 400 pixels,
@@ -86,6 +88,10 @@ def main():
             p = np.exp(logits - logits.max())
             p /= p.sum()
             return np.argsort(-p, kind="stable")[:5]
+    elif mode == "text":
+        from rapidocr_onnxruntime import RapidOCR
+        engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+        work = lambda data: engine(data)
     elif mode == "qr":
         detector = cv2.QRCodeDetector()
         work = lambda data: detector.detectAndDecodeMulti(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))

@@ -12,6 +12,8 @@
 //! - CLASSIFY: MobileNetV2 through ONNX Runtime (one thread, one frame at a
 //!   time) beside Pillow, torchvision's transform and the same network on
 //!   the same ONNX Runtime;
+//! - TEXT: PP-OCRv4 (one thread) beside the rapidocr-onnxruntime package on
+//!   the same ONNX Runtime, on five scene-text photos from opencv-doc;
 //! - QR: frameflow's reader (rqrr) beside OpenCV's QR detector and decoder,
 //!   on photos with printed codes pasted in (tests/reference/qr_scenes.py);
 //! - MOTION: frameflow's background model, opening and regions beside
@@ -22,7 +24,7 @@
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs.
 //!
-//! `p7_vision [decode] [faces] [blazeface] [classify] [qr] [motion]` runs only the parts named.
+//! `p7_vision [decode] [faces] [blazeface] [classify] [text] [qr] [motion]` runs only the parts named.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -39,6 +41,7 @@ use operators::faces::{FacesConfig, PreparedFaces};
 use operators::letterbox::Letterbox;
 use operators::motion::{Motion, MotionConfig};
 use operators::onnx::ModelStore;
+use operators::text::PreparedText;
 
 fn frame(path: &PathBuf) -> Frame {
     let media_type = if path.extension().is_some_and(|e| e == "png") { MediaType::Png } else { MediaType::Jpeg };
@@ -176,6 +179,26 @@ fn main() {
         let theirs = median((0..3).map(|_| baseline("classify", 1, &film)).collect());
         println!("classify: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
         lines.push(figure("P7 CLASSIFY (MobileNetV2) on film frames, 1 core", ours, theirs, "frames/s"));
+    }
+
+    // TEXT, on scene-text photos.
+    if run("text") {
+        let store = ModelStore::in_assets(&assets());
+        let prepared = PreparedText::load(&store, "ppocr", 0.5, 1).expect("run scripts/fetch_assets.sh");
+        let mut reader = prepared.reader().expect("sessions");
+        let paths: Vec<PathBuf> =
+            ["scenetext01.jpg", "scenetext03.jpg", "scenetext05.jpg", "scenetext_segmented_word03.jpg", "messi5.jpg"]
+                .map(|n| doc.join(n))
+                .into();
+        let frames: Vec<Frame> = paths.iter().map(frame).collect();
+        let ours = median(
+            (0..3)
+                .map(|_| rate(&frames, 1, |f| drop(reader.read(&decoder.decode(f).expect("decodes")).expect("reads"))))
+                .collect(),
+        );
+        let theirs = median((0..3).map(|_| baseline("text", 1, &paths)).collect());
+        println!("text: frameflow {ours:.2} frames/s, RapidOCR {theirs:.2} frames/s");
+        lines.push(figure("P7 TEXT (PP-OCRv4) on scene photos, 1 core", ours, theirs, "frames/s"));
     }
 
     // QR, on photos with codes.
