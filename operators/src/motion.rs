@@ -179,23 +179,32 @@ impl Background {
 
 /// 3×3 erosion then dilation: specks go, regions keep their shape.
 fn open(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
-    let pass = |input: &[bool], all: bool| {
-        let mut out = vec![false; input.len()];
-        for y in 0..h {
-            for x in 0..w {
-                let mut hit = all;
-                for dy in y.saturating_sub(1)..(y + 2).min(h) {
-                    for dx in x.saturating_sub(1)..(x + 2).min(w) {
-                        let v = input[dy * w + dx];
-                        hit = if all { hit && v } else { hit || v };
-                    }
-                }
-                out[y * w + x] = hit;
-            }
+    window3::<false>(&window3::<true>(mask, w, h), w, h)
+}
+
+/// Each pixel combined with its in-bounds 3×3 neighbours: all of them
+/// (`ALL`, an erosion) or any (a dilation), as a row pass then a column
+/// pass.
+fn window3<const ALL: bool>(input: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let combine = |a: bool, b: bool| if ALL { a & b } else { a | b };
+    let mut rows = vec![false; input.len()];
+    for (src, dst) in input.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
+        for x in 0..w {
+            let left = if x > 0 { src[x - 1] } else { ALL };
+            let right = if x + 1 < w { src[x + 1] } else { ALL };
+            dst[x] = combine(combine(left, src[x]), right);
         }
-        out
-    };
-    pass(&pass(mask, true), false)
+    }
+    let mut out = vec![false; input.len()];
+    for y in 0..h {
+        let row = &rows[y * w..(y + 1) * w];
+        let up = if y > 0 { &rows[(y - 1) * w..y * w] } else { row };
+        let down = if y + 1 < h { &rows[(y + 1) * w..(y + 2) * w] } else { row };
+        for (x, o) in out[y * w..(y + 1) * w].iter_mut().enumerate() {
+            *o = combine(combine(up[x], row[x]), down[x]);
+        }
+    }
+    out
 }
 
 /// A region: its box `(x0, y0, x1, y1)` inclusive, and its pixel count.
