@@ -133,22 +133,13 @@ fn annotate_draws_detect_boxes_into_jpegs() {
 
 #[test]
 fn annotate_refuses_an_unknown_operator_or_no_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("frames")).unwrap();
     for (call, expected) in [
         ("ANNOTATE(cams, operator => 'ocr', into => 'x')", "ANNOTATE cannot run operator `ocr`; it runs: "),
         ("ANNOTATE(cams)", "ANNOTATE needs into => 'FOLDER'"),
         ("ANNOTATE(cams, into => 'x', quality => 0)", "quality = 0 is not 1 to 100"),
         ("ANNOTATE(cams, operator => 'faces', into => 'x', min_face => 3)", "min_face = 3 is not"),
     ] {
-        let job = format!(
-            "CREATE SOURCE cams FROM DIRECTORY 'frames';
-             CREATE STREAM s AS SELECT * FROM {call};
-             CREATE SINK o FROM s INTO FILE 'out/s.jsonl';"
-        );
-        let output = common::run_job(dir.path(), &job, &[]);
-        assert!(!output.status.success(), "{call} ran");
-        assert!(common::stderr(&output).contains(expected), "{call}: {}", common::stderr(&output));
+        common::assert_refused(call, expected);
     }
 }
 

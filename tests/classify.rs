@@ -118,20 +118,11 @@ fn classify_runs_as_a_table_function() {
 
 #[test]
 fn bad_classify_arguments_are_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("frames")).unwrap();
     for (call, expected) in [
         ("CLASSIFY(cams, top_k => 0)", "top_k = 0 is not a positive integer"),
         ("CLASSIFY(cams, model => 'objects')", "model `objects` is a `yolov3` model; CLASSIFY runs"),
         ("CLASSIFY(cams, model => 'resnet')", "model `resnet` not found"),
     ] {
-        let job = format!(
-            "CREATE SOURCE cams FROM DIRECTORY 'frames';
-             CREATE STREAM c AS SELECT * FROM {call};
-             CREATE SINK o FROM c INTO FILE 'out/c.jsonl';"
-        );
-        let output = common::run_job(dir.path(), &job, &[]);
-        assert!(!output.status.success(), "{call} ran");
-        assert!(common::stderr(&output).contains(expected), "{call}: {}", common::stderr(&output));
+        common::assert_refused(call, expected);
     }
 }

@@ -168,24 +168,16 @@ fn faces_run_as_a_table_function() {
 /// is refused when the job starts.
 #[test]
 fn a_wrong_model_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("frames/lobby")).unwrap();
-    for (args, says) in [
-        ("model => 'objects'", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
-        ("model => 'mtcn'", "model `mtcn` not found"),
-        ("model => 'blazeface', min_face => 40", "min_face is an MTCNN option; model `blazeface` is BlazeFace"),
-        ("model => 'haar', min_confidence => 0.5", "min_confidence is not an option of model `haar`"),
+    for (call, expected) in [
+        ("FACES(cams, model => 'objects')", "model `objects` is a `yolov3` model; FACES runs `mtcnn` models"),
+        ("FACES(cams, model => 'mtcn')", "model `mtcn` not found"),
+        (
+            "FACES(cams, model => 'blazeface', min_face => 40)",
+            "min_face is an MTCNN option; model `blazeface` is BlazeFace",
+        ),
+        ("FACES(cams, model => 'haar', min_confidence => 0.5)", "min_confidence is not an option of model `haar`"),
     ] {
-        let job = format!(
-            "CREATE SOURCE cams FROM DIRECTORY 'frames';
-             CREATE STREAM faces AS SELECT * FROM FACES(cams, {args});
-             CREATE SINK o FROM faces INTO FILE 'out/faces.jsonl';"
-        );
-        let output = common::run_job(dir.path(), &job, &[]);
-        let stderr = common::stderr(&output);
-        assert!(!output.status.success());
-        assert!(stderr.contains(says), "{stderr}");
-        assert!(!dir.path().join("out").exists(), "nothing was started");
+        common::assert_refused(call, expected);
     }
 }
 

@@ -89,13 +89,13 @@ impl OperatorFactory for AnnotateFactory {
             format!("ANNOTATE's font `{}` cannot be read ({e}); run scripts/fetch_assets.sh", self.font.display())
         })?;
         let font = FontArc::try_from_vec(bytes).map_err(|e| format!("font `{}`: {e}", self.font.display()))?;
-        std::fs::create_dir_all(&into).map_err(|e| format!("cannot create `{}`: {e}", into.display()))?;
         let inner_options: Options = options
             .iter()
             .filter(|(k, _)| !OWN_OPTIONS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let inner = factory.prepare(&inner_options)?;
+        std::fs::create_dir_all(&into).map_err(|e| format!("cannot create `{}`: {e}", into.display()))?;
         Ok(Arc::new(PreparedAnnotate { inner, painter: Arc::new(Painter { font, into, quality }) }))
     }
 }

@@ -21,7 +21,6 @@
 //! `left_ear`, each `[x, y]`, as MediaPipe names them: the person's right).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -31,7 +30,7 @@ use engine::model::{DecodedFrame, Pixels};
 use engine::registry::{FrameResult, PreparedOperator, VisionOperator};
 
 use crate::detection;
-use crate::onnx::ModelStore;
+use crate::onnx::{ModelStore, Spare};
 use crate::pillow::{self, Filter};
 
 pub const KEYPOINTS: [&str; 6] = ["right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear"];
@@ -65,7 +64,7 @@ pub struct PreparedBlazeFace {
     size: usize,
     min_confidence: f32,
     threads: usize,
-    spare: Mutex<Option<Session>>,
+    spare: Spare<Session>,
 }
 
 impl PreparedBlazeFace {
@@ -93,16 +92,12 @@ impl PreparedBlazeFace {
             size: card.size,
             min_confidence,
             threads,
-            spare: Mutex::new(Some(session)),
+            spare: Spare::new(session),
         })
     }
 
     pub fn detector(&self) -> Result<BlazeFace, String> {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
-        let session = match spare {
-            Some(session) => session,
-            None => self.store.session(&self.onnx, self.threads)?,
-        };
+        let session = self.spare.take_or(|| self.store.session(&self.onnx, self.threads))?;
         Ok(BlazeFace { session, size: self.size, min_confidence: self.min_confidence, input: Vec::new() })
     }
 }

@@ -17,7 +17,7 @@
 //! core batches of 8 ran 5% slower (P7); `batch => N` asks for batches.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -27,9 +27,9 @@ use engine::model::{DecodedFrame, Pixels};
 use engine::plan::Options;
 use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, VisionOperator};
 
-use crate::onnx::ModelStore;
+use crate::onnx::{ModelStore, Spare};
 use crate::pillow::{self, Filter};
-use crate::{check_options, detection};
+use crate::{check_options, count, detection, fraction};
 
 const OPTIONS: [&str; 4] = ["model", "top_k", "min_confidence", "threads"];
 const INPUT: &str = "input";
@@ -68,23 +68,11 @@ impl ClassifyFactory {
 impl OperatorFactory for ClassifyFactory {
     fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
         check_options("CLASSIFY", options, &OPTIONS)?;
-        let count = |name: &str, default: usize| match options.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{name} = {text} is not a positive integer")),
+        let config = ClassifyConfig {
+            top_k: count(options, "top_k", 5)?,
+            min_confidence: fraction(options, "min_confidence", 0.0)?,
+            threads: count(options, "threads", 1)?,
         };
-        let min_confidence = match options.get("min_confidence") {
-            None => 0.0,
-            Some(text) => text
-                .parse::<f32>()
-                .ok()
-                .filter(|v| (0.0..=1.0).contains(v))
-                .ok_or(format!("min_confidence = {text} is not between 0 and 1"))?,
-        };
-        let config = ClassifyConfig { top_k: count("top_k", 5)?, min_confidence, threads: count("threads", 1)? };
         let model = options.get("model").map_or("mobilenet", String::as_str);
         Ok(Arc::new(PreparedClassify::load(&self.store, model, config)?))
     }
@@ -98,7 +86,7 @@ pub struct PreparedClassify {
     card: Arc<Card>,
     labels: Arc<[Arc<str>]>,
     config: ClassifyConfig,
-    spare: Mutex<Option<Session>>,
+    spare: Spare<Session>,
 }
 
 impl PreparedClassify {
@@ -129,16 +117,12 @@ impl PreparedClassify {
             card: Arc::new(card),
             labels,
             config,
-            spare: Mutex::new(Some(session)),
+            spare: Spare::new(session),
         })
     }
 
     pub fn classifier(&self) -> Result<Classifier, String> {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
-        let session = match spare {
-            Some(session) => session,
-            None => self.store.session(&self.onnx, self.config.threads)?,
-        };
+        let session = self.spare.take_or(|| self.store.session(&self.onnx, self.config.threads))?;
         Ok(Classifier {
             session,
             card: self.card.clone(),

@@ -2,7 +2,7 @@
 //! calls, ported so that frameflow's crops and network inputs match it:
 //! `cv2.resize` (bilinear, its fixed-point roundings), the convex hull and
 //! minimum-area rectangle, and `warpPerspective` with bicubic sampling and
-//! replicated borders.
+//! replicated borders; and 8-connected components, which MOTION uses too.
 
 /// An 8-bit image of `channels` interleaved channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +112,38 @@ pub fn resize_linear(src: &Image, dw: usize, dh: usize) -> Image {
         cache = Some((r1, h1));
     }
     Image { width: dw, height: dh, channels: c, data }
+}
+
+/// The 8-connected components of `mask` (`w × h`, row by row): each as
+/// the indices of its pixels, components in the raster order of their
+/// first pixel.
+pub fn components(mask: &[bool], w: usize, h: usize) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; mask.len()];
+    let mut found = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let mut pixels = Vec::new();
+        while let Some(i) = stack.pop() {
+            pixels.push(i);
+            let (x, y) = (i % w, i / w);
+            for ny in y.saturating_sub(1)..(y + 2).min(h) {
+                for nx in x.saturating_sub(1)..(x + 2).min(w) {
+                    let j = ny * w + nx;
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        found.push(pixels);
+    }
+    found
 }
 
 /// The convex hull of `points`, counter-clockwise in image coordinates

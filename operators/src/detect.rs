@@ -8,7 +8,7 @@
 //! the sessions share the model's weights ([`crate::onnx`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -18,7 +18,7 @@ use engine::plan::Options;
 use engine::registry::{OperatorFactory, PreparedOperator, VisionOperator};
 
 use crate::letterbox::Letterbox;
-use crate::onnx::ModelStore;
+use crate::onnx::{ModelStore, Spare};
 use crate::yolo::{ModelCard, decode_head, nms_per_class};
 
 const OPTIONS: [&str; 5] = ["model", "min_confidence", "nms_iou", "threads", "letterbox"];
@@ -47,29 +47,14 @@ pub struct DetectConfig {
     pub rectangular: bool,
 }
 
-fn parse_fraction(options: &Options, name: &str, default: f32) -> Result<f32, String> {
-    match options.get(name) {
-        None => Ok(default),
-        Some(text) => match text.parse::<f32>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-            _ => Err(format!("{name} = {text} is not a number between 0 and 1")),
-        },
-    }
-}
-
 impl OperatorFactory for DetectFactory {
     fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
         crate::check_options("DETECT", options, &OPTIONS)?;
         let model = options.get("model").map_or("objects", String::as_str);
         let config = DetectConfig {
-            min_confidence: parse_fraction(options, "min_confidence", 0.25)?,
-            nms_iou: parse_fraction(options, "nms_iou", 0.45)?,
-            threads: match options.get("threads") {
-                None => 1,
-                Some(t) => {
-                    t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?
-                }
-            },
+            min_confidence: crate::fraction(options, "min_confidence", 0.25)?,
+            nms_iou: crate::fraction(options, "nms_iou", 0.45)?,
+            threads: crate::count(options, "threads", 1)?,
             rectangular: match options.get("letterbox").map(String::as_str) {
                 None | Some("rect") => true,
                 Some("square") => false,
@@ -88,7 +73,7 @@ pub struct PreparedDetect {
     config: DetectConfig,
     /// The session made while checking the model, handed to the first
     /// worker rather than thrown away.
-    spare: Mutex<Option<Session>>,
+    spare: Spare<Session>,
 }
 
 impl PreparedDetect {
@@ -113,22 +98,12 @@ impl PreparedDetect {
                 if has_input { "found" } else { "missing" }
             ));
         }
-        Ok(PreparedDetect {
-            store: store.clone(),
-            card: Arc::new(card),
-            onnx,
-            config,
-            spare: Mutex::new(Some(session)),
-        })
+        Ok(PreparedDetect { store: store.clone(), card: Arc::new(card), onnx, config, spare: Spare::new(session) })
     }
 
     /// A detector of its own, for one thread.
     pub fn detector(&self) -> Result<Detector, String> {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
-        let session = match spare {
-            Some(session) => session,
-            None => self.store.session(&self.onnx, self.config.threads)?,
-        };
+        let session = self.spare.take_or(|| self.store.session(&self.onnx, self.config.threads))?;
         Ok(Detector {
             session,
             card: self.card.clone(),

@@ -23,7 +23,7 @@
 //! as they were converted from Keras; pixels are `(v - 127.5) / 128`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -36,7 +36,7 @@ use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, VisionOpe
 use crate::area::{resize_f64, resize_u8};
 use crate::blazeface::PreparedBlazeFace;
 use crate::haar::PreparedHaar;
-use crate::onnx::ModelStore;
+use crate::onnx::{ModelStore, Spare};
 use crate::{check_options, detection};
 
 const OPTIONS: [&str; 4] = ["model", "min_face", "min_confidence", "threads"];
@@ -118,7 +118,7 @@ pub struct PreparedFaces {
     store: ModelStore,
     paths: [PathBuf; 3],
     config: FacesConfig,
-    spare: Mutex<Option<[Session; 3]>>,
+    spare: Spare<[Session; 3]>,
 }
 
 impl PreparedFaces {
@@ -136,15 +136,11 @@ impl PreparedFaces {
                 ));
             }
         }
-        Ok(PreparedFaces { store: store.clone(), paths, config, spare: Mutex::new(Some(sessions)) })
+        Ok(PreparedFaces { store: store.clone(), paths, config, spare: Spare::new(sessions) })
     }
 
     pub fn detector(&self) -> Result<Mtcnn, String> {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
-        let [pnet, rnet, onet] = match spare {
-            Some(sessions) => sessions,
-            None => sessions(&self.store, &self.paths, self.config.threads)?,
-        };
+        let [pnet, rnet, onet] = self.spare.take_or(|| sessions(&self.store, &self.paths, self.config.threads))?;
         Ok(Mtcnn { pnet, rnet, onet, config: self.config })
     }
 }

@@ -58,6 +58,25 @@ pub(crate) fn check_options(operator: &str, options: &Options, known: &[&str]) -
     }
 }
 
+/// The option `name`, a number from 0 to 1, or `default`.
+pub(crate) fn fraction(options: &Options, name: &str, default: f32) -> Result<f32, String> {
+    match options.get(name) {
+        None => Ok(default),
+        Some(text) => match text.parse::<f32>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+            _ => Err(format!("{name} = {text} is not a number between 0 and 1")),
+        },
+    }
+}
+
+/// The option `name`, a positive whole number, or `default`.
+pub(crate) fn count(options: &Options, name: &str, default: usize) -> Result<usize, String> {
+    match options.get(name) {
+        None => Ok(default),
+        Some(text) => text.parse().ok().filter(|n| *n > 0).ok_or(format!("{name} = {text} is not a positive integer")),
+    }
+}
+
 /// A row found in `frame` by `operator`: a box `[x, y, w, h]` in pixels.
 pub(crate) fn detection(frame: &Frame, operator: &str, label: &str, confidence: f32, bbox: [f32; 4]) -> Detection {
     Detection {

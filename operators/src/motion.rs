@@ -219,32 +219,16 @@ pub struct Region {
 
 /// The 8-connected regions of `mask`.
 fn regions(mask: &[bool], w: usize, h: usize) -> Vec<Region> {
-    let mut seen = vec![false; mask.len()];
-    let mut found = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..mask.len() {
-        if !mask[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut r = Region { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: 0 };
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            r = Region { x0: r.x0.min(x), y0: r.y0.min(y), x1: r.x1.max(x), y1: r.y1.max(y), area: r.area + 1 };
-            for ny in y.saturating_sub(1)..(y + 2).min(h) {
-                for nx in x.saturating_sub(1)..(x + 2).min(w) {
-                    let j = ny * w + nx;
-                    if mask[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        found.push(r);
-    }
-    found
+    crate::cv::components(mask, w, h)
+        .into_iter()
+        .map(|pixels| {
+            let start = Region { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: 0 };
+            pixels.iter().fold(start, |r, i| {
+                let (x, y) = (i % w, i / w);
+                Region { x0: r.x0.min(x), y0: r.y0.min(y), x1: r.x1.max(x), y1: r.y1.max(y), area: r.area + 1 }
+            })
+        })
+        .collect()
 }
 
 impl Motion {

@@ -25,6 +25,24 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// live as long as the process: sessions point into them.
 static OPTIMISED: OnceLock<Mutex<HashMap<PathBuf, &'static [u8]>>> = OnceLock::new();
 
+/// Sessions made while a job's model was checked at its start, kept for
+/// the first worker rather than thrown away.
+pub(crate) struct Spare<T>(Mutex<Option<T>>);
+
+impl<T> Spare<T> {
+    pub(crate) fn new(value: T) -> Spare<T> {
+        Spare(Mutex::new(Some(value)))
+    }
+
+    /// The spare, the first time; after that, what `make` makes.
+    pub(crate) fn take_or(&self, make: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        match self.0.lock().ok().and_then(|mut spare| spare.take()) {
+            Some(value) => Ok(value),
+            None => make(),
+        }
+    }
+}
+
 /// Where the shared library, the models and the font are.
 #[derive(Clone, Debug)]
 pub struct ModelStore {

@@ -25,7 +25,7 @@
 //! are ported exactly ([`crate::cv`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -36,8 +36,8 @@ use engine::plan::Options;
 use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, VisionOperator};
 
 use crate::cv::{self, Image};
-use crate::onnx::ModelStore;
-use crate::{check_options, detection};
+use crate::onnx::{ModelStore, Spare};
+use crate::{check_options, count, detection, fraction};
 
 const OPTIONS: [&str; 3] = ["model", "min_confidence", "threads"];
 /// The detector's input: the short side at least this, both multiples of 32.
@@ -81,18 +81,8 @@ impl TextFactory {
 impl OperatorFactory for TextFactory {
     fn prepare(&self, options: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
         check_options("TEXT", options, &OPTIONS)?;
-        let min_confidence = match options.get("min_confidence") {
-            None => 0.5,
-            Some(text) => text
-                .parse::<f64>()
-                .ok()
-                .filter(|v| (0.0..=1.0).contains(v))
-                .ok_or(format!("min_confidence = {text} is not between 0 and 1"))?,
-        };
-        let threads = match options.get("threads") {
-            None => 1,
-            Some(t) => t.parse().ok().filter(|n| *n > 0).ok_or(format!("threads = {t} is not a positive integer"))?,
-        };
+        let min_confidence = f64::from(fraction(options, "min_confidence", 0.5)?);
+        let threads = count(options, "threads", 1)?;
         let model = options.get("model").map_or("ppocr", String::as_str);
         Ok(Arc::new(PreparedText::load(&self.store, model, min_confidence, threads)?))
     }
@@ -106,7 +96,7 @@ pub struct PreparedText {
     characters: Arc<[String]>,
     min_confidence: f64,
     threads: usize,
-    spare: Mutex<Option<[Session; 3]>>,
+    spare: Spare<[Session; 3]>,
 }
 
 impl PreparedText {
@@ -133,16 +123,12 @@ impl PreparedText {
             characters,
             min_confidence,
             threads,
-            spare: Mutex::new(Some(sessions)),
+            spare: Spare::new(sessions),
         })
     }
 
     pub fn reader(&self) -> Result<TextReader, String> {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.take());
-        let [det, cls, rec] = match spare {
-            Some(sessions) => sessions,
-            None => sessions(&self.store, &self.paths, self.threads)?,
-        };
+        let [det, cls, rec] = self.spare.take_or(|| sessions(&self.store, &self.paths, self.threads))?;
         Ok(TextReader { det, cls, rec, characters: self.characters.clone(), min_confidence: self.min_confidence })
     }
 }
@@ -420,37 +406,18 @@ fn ctc(probs: &[f32], characters: &[String]) -> (String, f64) {
 /// 8-connected regions of `mask`: per region, the leftmost and rightmost
 /// pixel of each of its rows (enough for its convex hull).
 fn regions(mask: &[bool], w: usize, h: usize) -> Vec<Vec<[i64; 2]>> {
-    let mut seen = vec![false; mask.len()];
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..mask.len() {
-        if !mask[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = std::collections::BTreeMap::new();
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            let span = rows.entry(y).or_insert((x, x));
-            *span = (span.0.min(x), span.1.max(x));
-            for dy in [-1i64, 0, 1] {
-                for dx in [-1i64, 0, 1] {
-                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
-                        continue;
-                    }
-                    let n = ny as usize * w + nx as usize;
-                    if mask[n] && !seen[n] {
-                        seen[n] = true;
-                        stack.push(n);
-                    }
-                }
+    cv::components(mask, w, h)
+        .into_iter()
+        .map(|pixels| {
+            let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = std::collections::BTreeMap::new();
+            for i in pixels {
+                let (x, y) = (i % w, i / w);
+                let span = rows.entry(y).or_insert((x, x));
+                *span = (span.0.min(x), span.1.max(x));
             }
-        }
-        out.push(rows.into_iter().flat_map(|(y, (a, b))| [[a as i64, y as i64], [b as i64, y as i64]]).collect());
-    }
-    out
+            rows.into_iter().flat_map(|(y, (a, b))| [[a as i64, y as i64], [b as i64, y as i64]]).collect()
+        })
+        .collect()
 }
 
 /// The package's `get_mini_boxes`: the minimum-area rectangle's corners as

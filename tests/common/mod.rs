@@ -60,6 +60,23 @@ pub fn run_job(dir: &Path, job: &str, extra: &[&str]) -> Output {
         .expect("frameflow runs")
 }
 
+/// Checks that a job reading a DIRECTORY source `cams` through `call`
+/// (`DETECT(cams, ...)`) is refused before it starts, saying `expected`.
+pub fn assert_refused(call: &str, expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("frames/lobby")).unwrap();
+    let job = format!(
+        "CREATE SOURCE cams FROM DIRECTORY 'frames';
+         CREATE STREAM s AS SELECT * FROM {call};
+         CREATE SINK o FROM s INTO FILE 'out/s.jsonl';"
+    );
+    let output = run_job(dir.path(), &job, &[]);
+    let stderr = stderr(&output);
+    assert!(!output.status.success(), "{call} ran");
+    assert!(stderr.contains(expected), "{call}: {stderr}");
+    assert!(!dir.path().join("out").exists(), "{call}: nothing was started");
+}
+
 /// `frameflow run job.sql` in `dir` on 2 workers with checkpoints every
 /// 100 ms (when `durable`), output discarded, errors piped: for tests that
 /// start, kill and restart a job.
