@@ -162,11 +162,14 @@ impl Classifier {
         let plane = crop * crop;
         self.input.clear();
         self.input.reserve(images.len() * 3 * plane);
+        // each channel's 256 possible inputs, normalised once
+        let tables: Vec<Vec<f32>> = (0..3)
+            .map(|c| (0..=255u8).map(|v| (f32::from(v) / 255.0 - self.card.mean[c]) / self.card.std[c]).collect())
+            .collect();
         for pixels in images {
             let rgb = center_crop(pixels, self.card.resize, crop);
-            for c in 0..3 {
-                let (mean, std) = (self.card.mean[c], self.card.std[c]);
-                self.input.extend(rgb.iter().skip(c).step_by(3).map(|v| (f32::from(*v) / 255.0 - mean) / std));
+            for (c, table) in tables.iter().enumerate() {
+                self.input.extend(rgb[c..].iter().step_by(3).map(|v| table[usize::from(*v)]));
             }
         }
         let shape = [images.len(), 3, crop, crop];
