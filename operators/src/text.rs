@@ -20,7 +20,9 @@
 //! which only adds boxes of holes, none of which passes the score test on
 //! real text); the minimum-area rectangle is computed in `f64`, where
 //! OpenCV's float noise can move a truncated corner by a pixel; a box's
-//! score is the mean inside its corners, without OpenCV's outline pixels.
+//! score is the mean inside its corners, without OpenCV's outline pixels;
+//! the detector's input is at most 4000 pixels on a side, where the
+//! package's is unbounded for thin frames.
 //! OpenCV's resize, perspective warp and roundings, and Clipper's offset,
 //! are ported exactly ([`crate::cv`]).
 
@@ -42,6 +44,9 @@ use crate::{check_options, count, detection, fraction};
 const OPTIONS: [&str; 3] = ["model", "min_confidence", "threads"];
 /// The detector's input: the short side at least this, both multiples of 32.
 const DET_MIN_SIDE: usize = 736;
+/// ... and its longer side at most this (the package has no bound: it
+/// would grow a 20 × 2000 strip to 736 × 73 600).
+const DET_MAX_SIDE: usize = 4000;
 const DET_THRESHOLD: f32 = 0.3;
 const BOX_THRESHOLD: f64 = 0.5;
 const UNCLIP_RATIO: f64 = 1.6;
@@ -253,7 +258,11 @@ impl TextReader {
         } else {
             1.0
         };
-        let (dw, dh) = scaled(img, ratio);
+        let (mut dw, mut dh) = scaled(img, ratio);
+        if dw.max(dh) > DET_MAX_SIDE {
+            // a thin frame would grow without bound: its longer side is capped
+            (dw, dh) = scaled(img, DET_MAX_SIDE as f64 / w.max(h) as f64);
+        }
         if dw == 0 || dh == 0 {
             return Ok(Vec::new());
         }
