@@ -1,4 +1,4 @@
-//! `ANNOTATE(src, operator => 'detect', into => 'annotated', ...)`: runs
+//! `ANNOTATE(src, operator => 'detect', into => 'FOLDER', ...)`: runs
 //! another vision operator and draws its boxes and labels onto each frame,
 //! written as a JPEG, so that people can look at what the engine saw.
 //!
@@ -8,7 +8,9 @@
 //! (characters other than letters, digits, `.`, `-` and `_` become `_`),
 //! through a temporary file and a rename, so that a reader never sees half
 //! a JPEG and a replayed frame overwrites its own file. Frames the inner
-//! operator refuses (failed, duplicate) are not drawn.
+//! operator refuses (failed, duplicate) are not drawn. A JPEG that cannot
+//! be written (a full disk) keeps its rows, with `annotate_error` in place
+//! of `annotated`.
 //!
 //! Options: `operator` (any other vision operator; default `detect`),
 //! `into` (a folder), `quality` (JPEG quality 1 to 100, default 85); every
@@ -18,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ab_glyph::{Font, FontArc, PxScale, ScaleFont};
 use image::codecs::jpeg::JpegEncoder;
@@ -123,10 +126,13 @@ struct Annotate {
 impl Annotate {
     fn annotate(&self, decoded: &DecodedFrame, found: FrameResult) -> FrameResult {
         let mut rows = found?;
-        let path = self.painter.write(decoded, &rows)?;
-        let path = path.to_string_lossy();
+        // a JPEG that cannot be written loses the picture, not the rows
+        let (key, value) = match self.painter.write(decoded, &rows) {
+            Ok(path) => ("annotated", path.to_string_lossy().into_owned()),
+            Err(reason) => ("annotate_error", reason),
+        };
         for row in &mut rows {
-            row.attributes.insert("annotated".into(), path.as_ref().into());
+            row.attributes.insert(key.into(), value.clone().into());
         }
         Ok(rows)
     }
@@ -176,7 +182,11 @@ impl Painter {
         let dir = self.into.join(safe(&frame.tenant)).join(safe(&frame.source_id));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
         let path = dir.join(format!("{}-{}.jpg", frame.event_time, safe(&frame.frame_id)));
-        let partial = path.with_extension("jpg.part");
+        // a name of its own for each write: two streams (or jobs) annotating
+        // into one folder never write one file at once
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let partial = path.with_extension(format!("{}-{n}.part", std::process::id()));
         let file = std::fs::File::create(&partial).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
         let mut out = std::io::BufWriter::new(file);
         JpegEncoder::new_with_quality(&mut out, self.quality)

@@ -114,22 +114,22 @@ pub fn resize_linear(src: &Image, dw: usize, dh: usize) -> Image {
     Image { width: dw, height: dh, channels: c, data }
 }
 
-/// The 8-connected components of `mask` (`w × h`, row by row): each as
-/// the indices of its pixels, components in the raster order of their
-/// first pixel.
-pub fn components(mask: &[bool], w: usize, h: usize) -> Vec<Vec<usize>> {
+/// The 8-connected components of `mask` (`w × h`, row by row), each
+/// folded from `start` over the indices of its pixels; components in the
+/// raster order of their first pixel.
+pub fn components<T: Clone>(mask: &[bool], w: usize, h: usize, start: T, fold: impl Fn(&mut T, usize)) -> Vec<T> {
     let mut seen = vec![false; mask.len()];
     let mut found = Vec::new();
     let mut stack = Vec::new();
-    for start in 0..mask.len() {
-        if !mask[start] || seen[start] {
+    for first in 0..mask.len() {
+        if !mask[first] || seen[first] {
             continue;
         }
-        seen[start] = true;
-        stack.push(start);
-        let mut pixels = Vec::new();
+        seen[first] = true;
+        stack.push(first);
+        let mut component = start.clone();
         while let Some(i) = stack.pop() {
-            pixels.push(i);
+            fold(&mut component, i);
             let (x, y) = (i % w, i / w);
             for ny in y.saturating_sub(1)..(y + 2).min(h) {
                 for nx in x.saturating_sub(1)..(x + 2).min(w) {
@@ -141,7 +141,7 @@ pub fn components(mask: &[bool], w: usize, h: usize) -> Vec<Vec<usize>> {
                 }
             }
         }
-        found.push(pixels);
+        found.push(component);
     }
     found
 }

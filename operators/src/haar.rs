@@ -117,22 +117,28 @@ impl Integral {
             let (mut row, mut row_sq) = (0i32, 0i64);
             for x in 0..w {
                 let v = grey[y * w + x];
-                row += i32::from(v);
+                // wrapping, as OpenCV's int32 sums wrap on large frames:
+                // a window's sum, a difference of four, is still exact
+                row = row.wrapping_add(i32::from(v));
                 row_sq += i64::from(v) * i64::from(v);
-                sum[(y + 1) * stride + x + 1] = sum[y * stride + x + 1] + row;
+                sum[(y + 1) * stride + x + 1] = sum[y * stride + x + 1].wrapping_add(row);
                 squares[(y + 1) * stride + x + 1] = squares[y * stride + x + 1] + row_sq;
             }
         }
         Integral { width: stride, sum, squares }
     }
 
-    fn rect<T: Copy + std::ops::Add<Output = T> + std::ops::Sub<Output = T>>(
-        table: &[T],
-        stride: usize,
-        [x, y, w, h]: [usize; 4],
-    ) -> T {
-        table[(y + h) * stride + x + w] - table[y * stride + x + w] - table[(y + h) * stride + x]
-            + table[y * stride + x]
+    fn sum(&self, [x, y, w, h]: [usize; 4]) -> i32 {
+        let (t, s) = (&self.sum, self.width);
+        t[(y + h) * s + x + w]
+            .wrapping_sub(t[y * s + x + w])
+            .wrapping_sub(t[(y + h) * s + x])
+            .wrapping_add(t[y * s + x])
+    }
+
+    fn squares(&self, [x, y, w, h]: [usize; 4]) -> i64 {
+        let (t, s) = (&self.squares, self.width);
+        t[(y + h) * s + x + w] - t[y * s + x + w] - t[(y + h) * s + x] + t[y * s + x]
     }
 }
 
@@ -149,8 +155,9 @@ struct Stump {
 
 impl Stump {
     fn value(&self, sum: &[i32], at: usize) -> f32 {
-        let rect =
-            |([a, b, c, d], _): &([usize; 4], f32)| (sum[at + a] - sum[at + b] - sum[at + c] + sum[at + d]) as f32;
+        let rect = |([a, b, c, d], _): &([usize; 4], f32)| {
+            sum[at + a].wrapping_sub(sum[at + b]).wrapping_sub(sum[at + c]).wrapping_add(sum[at + d]) as f32
+        };
         let mut value = self.rects[0].1 * rect(&self.rects[0]) + self.rects[1].1 * rect(&self.rects[1]);
         if self.count > 2 {
             value += self.rects[2].1 * rect(&self.rects[2]);
@@ -232,8 +239,8 @@ impl Haar {
         let stride = integral.width;
         let inner = [x + 1, y + 1, ww - 2, wh - 2];
         let area = ((ww - 2) * (wh - 2)) as f64;
-        let sum = f64::from(Integral::rect(&integral.sum, stride, inner));
-        let squares = Integral::rect(&integral.squares, stride, inner) as f64;
+        let sum = f64::from(integral.sum(inner));
+        let squares = integral.squares(inner) as f64;
         let spread = area * squares - sum * sum;
         if spread <= 0.0 {
             return -1;
@@ -266,7 +273,8 @@ fn resize_linear_exact(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, u
     }
     // per output index: the first source index and the two weights
     let taps = |d: usize, s: usize| -> Vec<(usize, u32, u32)> {
-        let scale = s as f64 / d as f64;
+        // as OpenCV computes it: 1 / (d / s), which rounds differently from s / d
+        let scale = 1.0 / (d as f64 / s as f64);
         (0..d)
             .map(|i| {
                 let f = (i as f64 + 0.5) * scale - 0.5;

@@ -219,16 +219,11 @@ pub struct Region {
 
 /// The 8-connected regions of `mask`.
 fn regions(mask: &[bool], w: usize, h: usize) -> Vec<Region> {
-    crate::cv::components(mask, w, h)
-        .into_iter()
-        .map(|pixels| {
-            let start = Region { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: 0 };
-            pixels.iter().fold(start, |r, i| {
-                let (x, y) = (i % w, i / w);
-                Region { x0: r.x0.min(x), y0: r.y0.min(y), x1: r.x1.max(x), y1: r.y1.max(y), area: r.area + 1 }
-            })
-        })
-        .collect()
+    let start = Region { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, area: 0 };
+    crate::cv::components(mask, w, h, start, |r, i| {
+        let (x, y) = (i % w, i / w);
+        *r = Region { x0: r.x0.min(x), y0: r.y0.min(y), x1: r.x1.max(x), y1: r.y1.max(y), area: r.area + 1 };
+    })
 }
 
 impl Motion {

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -21,9 +22,13 @@ use ort::session::builder::GraphOptimizationLevel;
 
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
-/// Per model file, its optimised form in ONNX Runtime's format. The bytes
-/// live as long as the process: sessions point into them.
-static OPTIMISED: OnceLock<Mutex<HashMap<PathBuf, &'static [u8]>>> = OnceLock::new();
+/// Per model file (and its size and modification time, so that a replaced
+/// file is optimised again), its optimised form in ONNX Runtime's format.
+/// The bytes live as long as the process: sessions point into them.
+static OPTIMISED: OnceLock<Mutex<HashMap<ModelFile, &'static [u8]>>> = OnceLock::new();
+
+/// A model file as it is now: its path, size and modification time.
+type ModelFile = (PathBuf, u64, Option<SystemTime>);
 
 /// Sessions made while a job's model was checked at its start, kept for
 /// the first worker rather than thrown away.
@@ -160,13 +165,16 @@ impl ModelStore {
 /// `model` optimised for this machine, in ONNX Runtime's format, made on
 /// first use (under the lock, so workers starting together make it once).
 fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
-    let mut optimised =
-        OPTIMISED.get_or_init(Mutex::default).lock().map_err(|_| "model registry poisoned".to_owned())?;
-    if let Some(bytes) = optimised.get(model) {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
+    let meta = std::fs::metadata(model).map_err(|e| fail(&e))?;
+    let key = (model.to_path_buf(), meta.len(), meta.modified().ok());
+    // a panic elsewhere while the lock was held leaves the map as it was
+    let mut optimised = OPTIMISED.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = optimised.get(&key) {
         return Ok(bytes);
     }
-    let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
-    let out = std::env::temp_dir().join(format!("frameflow-{}-{}.ort", std::process::id(), optimised.len()));
+    let dir = std::env::temp_dir();
+    let out = dir.join(format!("frameflow-{}-{}-{}.ort", std::process::id(), optimised.len(), nanos()));
     let made = Session::builder(env)
         .map_err(|e| fail(&e))?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -179,10 +187,17 @@ fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
         .map_err(|e| fail(&e))?
         .commit_from_file(model)
         .map_err(|e| fail(&e));
-    drop(made?);
-    let bytes = std::fs::read(&out).map_err(|e| fail(&format!("its optimised form `{}`: {e}", out.display())));
+    let bytes = made.and_then(|session| {
+        drop(session);
+        std::fs::read(&out).map_err(|e| fail(&format!("its optimised form `{}`: {e}", out.display())))
+    });
     let _ = std::fs::remove_file(&out);
     let bytes: &'static [u8] = Box::leak(bytes?.into_boxed_slice());
-    optimised.insert(model.to_path_buf(), bytes);
+    optimised.insert(key, bytes);
     Ok(bytes)
+}
+
+/// Nanoseconds of the clock, to tell temporary files apart.
+fn nanos() -> u128 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }

@@ -4,6 +4,8 @@
 //! vertical pass needs, each pass in fixed point with 22 fractional bits
 //! and rounded to 8 bits.
 
+use std::ops::Range;
+
 /// The filters ported, with Pillow's supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
@@ -42,13 +44,13 @@ impl Filter {
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: per output
-/// index, the first input index and the fixed-point weights.
-fn coefficients(filter: Filter, in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+/// index `wanted`, the first input index and the fixed-point weights.
+fn coefficients(filter: Filter, in_size: usize, out_size: usize, wanted: Range<usize>) -> Vec<(usize, Vec<i32>)> {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter.support() * filter_scale;
     let ss = 1.0 / filter_scale;
-    (0..out_size)
+    wanted
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             let min = ((center - support + 0.5) as i64).max(0) as usize;
@@ -115,7 +117,7 @@ pub fn resize_crop(
     let vertical: Vec<(usize, Vec<i32>)> = if oh == h {
         (y0..y0 + ch).map(|y| (y, vec![1 << PRECISION_BITS])).collect()
     } else {
-        coefficients(filter, h, oh).drain(y0..y0 + ch).collect()
+        coefficients(filter, h, oh, y0..y0 + ch)
     };
     let first = vertical.iter().map(|(min, _)| *min).min().unwrap_or(0);
     let last = vertical.iter().map(|(min, k)| min + k.len()).max().unwrap_or(0);
@@ -126,7 +128,7 @@ pub fn resize_crop(
             rows.extend_from_slice(&pixels[(y * w + x0) * channels..][..row_len]);
         }
     } else {
-        let coefficients: Vec<(usize, Vec<i32>)> = coefficients(filter, w, ow).drain(x0..x0 + cw).collect();
+        let coefficients = coefficients(filter, w, ow, x0..x0 + cw);
         for y in first..last {
             let row = &pixels[y * w * channels..][..w * channels];
             match channels {

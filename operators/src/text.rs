@@ -21,11 +21,15 @@
 //! real text); the minimum-area rectangle is computed in `f64`, where
 //! OpenCV's float noise can move a truncated corner by a pixel; a box's
 //! score is the mean inside its corners, without OpenCV's outline pixels;
-//! the detector's input is at most 4000 pixels on a side, where the
-//! package's is unbounded for thin frames.
-//! OpenCV's resize, perspective warp and roundings, and Clipper's offset,
-//! are ported exactly ([`crate::cv`]).
+//! the detector's input is at most 5888 pixels on a side, where the
+//! package's is unbounded for tall strips; a frame too thin to scale has no
+//! lines, where the package raises an error.
+//! OpenCV's resize and bicubic warp and Clipper's offset are ported
+//! exactly ([`crate::cv`]); the homography is solved in `f64` directly for
+//! the inverse map, where OpenCV solves the forward map with its own LU in
+//! `f32` products and inverts it: a crop pixel may differ by one level.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -44,9 +48,10 @@ use crate::{check_options, count, detection, fraction};
 const OPTIONS: [&str; 3] = ["model", "min_confidence", "threads"];
 /// The detector's input: the short side at least this, both multiples of 32.
 const DET_MIN_SIDE: usize = 736;
-/// ... and its longer side at most this (the package has no bound: it
-/// would grow a 20 × 2000 strip to 736 × 73 600).
-const DET_MAX_SIDE: usize = 4000;
+/// ... and its longer side at most this: 8 × 736, the most the package's
+/// own padding leaves a wide frame, while a tall strip (which the package
+/// would grow to 736 × 73 600 from 20 × 2000) is capped.
+const DET_MAX_SIDE: usize = 8 * DET_MIN_SIDE;
 const DET_THRESHOLD: f32 = 0.3;
 const BOX_THRESHOLD: f64 = 0.5;
 const UNCLIP_RATIO: f64 = 1.6;
@@ -212,8 +217,10 @@ impl TextReader {
         };
         if let Some(ratio) = ratio {
             let (w, h) = scaled(&img, ratio);
-            if w == 0 || h == 0 {
-                return Err(format!("a {raw_w}x{raw_h} frame cannot be scaled for text"));
+            // a frame too thin to scale (the package raises an error), or
+            // one a thread high that would grow huge, holds no text to read
+            if w == 0 || h == 0 || w.max(h) > DET_MAX_SIDE {
+                return Ok(Vec::new());
             }
             (ratio_w, ratio_h) = (img.width as f64 / w as f64, img.height as f64 / h as f64);
             img = cv::resize_linear(&img, w, h);
@@ -415,17 +422,14 @@ fn ctc(probs: &[f32], characters: &[String]) -> (String, f64) {
 /// 8-connected regions of `mask`: per region, the leftmost and rightmost
 /// pixel of each of its rows (enough for its convex hull).
 fn regions(mask: &[bool], w: usize, h: usize) -> Vec<Vec<[i64; 2]>> {
-    cv::components(mask, w, h)
+    let spans = cv::components(mask, w, h, BTreeMap::new(), |rows: &mut BTreeMap<usize, (usize, usize)>, i| {
+        let (x, y) = (i % w, i / w);
+        let span = rows.entry(y).or_insert((x, x));
+        *span = (span.0.min(x), span.1.max(x));
+    });
+    spans
         .into_iter()
-        .map(|pixels| {
-            let mut rows: std::collections::BTreeMap<usize, (usize, usize)> = std::collections::BTreeMap::new();
-            for i in pixels {
-                let (x, y) = (i % w, i / w);
-                let span = rows.entry(y).or_insert((x, x));
-                *span = (span.0.min(x), span.1.max(x));
-            }
-            rows.into_iter().flat_map(|(y, (a, b))| [[a as i64, y as i64], [b as i64, y as i64]]).collect()
-        })
+        .map(|rows| rows.into_iter().flat_map(|(y, (a, b))| [[a as i64, y as i64], [b as i64, y as i64]]).collect())
         .collect()
 }
 
@@ -536,8 +540,8 @@ fn offset_round(polygon: &[[i64; 2]], delta: f64) -> Vec<[i64; 2]> {
         let mut sin_a = nk[0] * nj[1] - nj[0] * nk[1];
         let cos_a = nk[0] * nj[0] + nk[1] * nj[1];
         if (sin_a * delta).abs() < 1.0 && cos_a > 0.0 {
+            // near collinear: one point, and (as Clipper does) `k` stays
             out.push(at(j, nk[0], nk[1]));
-            k = j;
             continue;
         }
         sin_a = sin_a.clamp(-1.0, 1.0);

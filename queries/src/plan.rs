@@ -265,6 +265,13 @@ impl Planner {
                 "tenant" => spec.tenant = value,
                 // near duplicates dropped before any stream, by HASH's rule
                 "dedup" | "max_distance" => {
+                    if rows == SourceRows::Detections {
+                        return Err(QueryError::at(
+                            option.span,
+                            format!("{key} drops repeated frames; `{}` reads rows", spec.kind),
+                        )
+                        .with_hint("use it on a source of frames (DIRECTORY, HTTP, KAFKA)"));
+                    }
                     dedup.insert(key, value);
                 }
                 _ => {
@@ -1081,6 +1088,10 @@ mod tests {
         assert!(
             error("CREATE SOURCE c FROM DIRECTORY 'd' WITH (late = 'ignore');")
                 .contains("hint: use 'dead_letter', 'drop' or 'admit'")
+        );
+        assert!(
+            error("CREATE SOURCE c FROM DETECTIONS 'd.jsonl' WITH (dedup = '1s');")
+                .contains("dedup drops repeated frames; `detections` reads rows")
         );
     }
 }
