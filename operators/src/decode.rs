@@ -13,6 +13,9 @@ use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
 use image::{DynamicImage, ImageDecoder, ImageFormat, Limits};
 
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+
 use engine::model::{Frame, Pixels};
 use engine::registry::Decoder;
 
@@ -42,8 +45,8 @@ impl FrameDecoder {
         FrameDecoder { limits }
     }
 
-    fn decode_with(&self, decoder: impl ImageDecoder) -> Result<Pixels, String> {
-        let (width, height) = decoder.dimensions();
+    /// Refuses dimensions over the limits, or none.
+    fn check(&self, width: u32, height: u32) -> Result<(), String> {
         let pixels = u64::from(width) * u64::from(height);
         if width > self.limits.max_side || height > self.limits.max_side || pixels > self.limits.max_pixels {
             return Err(format!(
@@ -54,6 +57,35 @@ impl FrameDecoder {
         if pixels == 0 {
             return Err("image has no pixels".to_owned());
         }
+        Ok(())
+    }
+
+    /// A JPEG through zune-jpeg itself, the decoder the `image` crate wraps:
+    /// the same pixels in half the time (`image` adds a second pass over
+    /// the headers, a zeroed buffer and a copy). `None` where zune-jpeg
+    /// does not give RGB, for the `image` path to take.
+    fn decode_jpeg(&self, bytes: &[u8]) -> Result<Option<Pixels>, String> {
+        let side = self.limits.max_side as usize;
+        let options =
+            DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB).set_max_width(side).set_max_height(side);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(Cursor::new(bytes), options);
+        decoder.decode_headers().map_err(|e| format!("corrupt JPEG: {e}"))?;
+        let Some((width, height)) = decoder.dimensions() else { return Ok(None) };
+        let (width, height) = (u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX));
+        self.check(width, height)?;
+        if decoder.output_colorspace() != Some(ColorSpace::RGB) {
+            return Ok(None);
+        }
+        let rgb = decoder.decode().map_err(|e| format!("corrupt JPEG: {e}"))?;
+        if rgb.len() != 3 * width as usize * height as usize {
+            return Ok(None);
+        }
+        Ok(Some(Pixels { width, height, rgb: Arc::from(rgb) }))
+    }
+
+    fn decode_with(&self, decoder: impl ImageDecoder) -> Result<Pixels, String> {
+        let (width, height) = decoder.dimensions();
+        self.check(width, height)?;
         let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt image: {e}"))?;
         Ok(Pixels { width, height, rgb: Arc::from(image.into_rgb8().into_raw()) })
     }
@@ -75,6 +107,9 @@ impl Decoder for FrameDecoder {
                 // failing, so a partial upload would pass as a frame.
                 if !has_jpeg_end(bytes) {
                     return Err("corrupt JPEG: truncated (no end-of-image marker)".to_owned());
+                }
+                if let Some(pixels) = self.decode_jpeg(bytes)? {
+                    return Ok(pixels);
                 }
                 let mut decoder = JpegDecoder::new(Cursor::new(bytes)).map_err(|e| format!("corrupt JPEG: {e}"))?;
                 decoder.set_limits(limits).map_err(|e| format!("JPEG over the decode limits: {e}"))?;
@@ -130,6 +165,24 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         image.write_to(&mut out, ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    /// zune-jpeg used directly gives the pixels the `image` crate gives,
+    /// for colour and grey JPEGs.
+    #[test]
+    fn jpegs_decode_as_the_image_crate_decodes_them() {
+        let colour =
+            image::RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7) as u8, (y * 11) as u8, (x * y) as u8]));
+        let grey = image::GrayImage::from_fn(19, 31, |x, y| image::Luma([(x * 13 + y * 5) as u8]));
+        for image in [image::DynamicImage::ImageRgb8(colour), image::DynamicImage::ImageLuma8(grey)] {
+            let mut jpeg = Cursor::new(Vec::new());
+            image.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+            let bytes = jpeg.into_inner();
+            let ours = FrameDecoder::default().decode(&frame(bytes.clone())).unwrap();
+            let theirs = image::load_from_memory(&bytes).unwrap().into_rgb8();
+            assert_eq!((ours.width, ours.height), theirs.dimensions());
+            assert_eq!(&ours.rgb[..], &theirs.as_raw()[..]);
+        }
     }
 
     #[test]
