@@ -96,13 +96,14 @@ impl OperatorFactory for FacesFactory {
             threads: number("threads", 1.0, &|v| v >= 1.0 && v.fract() == 0.0, "a positive integer")? as usize,
         };
         let model = options.get("model").map_or("mtcnn", String::as_str);
-        if self.store.architecture(model).as_deref() == Some("haar") {
+        let architecture = self.store.architecture(model);
+        if architecture.as_deref() == Some("haar") {
             if let Some(option) = ["min_face", "min_confidence"].iter().find(|o| options.contains_key(**o)) {
                 return Err(format!("{option} is not an option of model `{model}`, a Haar cascade"));
             }
             return Ok(Arc::new(PreparedHaar::load(&self.store, model)?));
         }
-        if self.store.architecture(model).as_deref() == Some("blazeface") {
+        if architecture.as_deref() == Some("blazeface") {
             if options.contains_key("min_face") {
                 return Err(format!("min_face is an MTCNN option; model `{model}` is BlazeFace"));
             }
