@@ -43,56 +43,97 @@ impl Filter {
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: per output
-/// index `wanted`, the first input index and the fixed-point weights.
-fn coefficients(filter: Filter, in_size: usize, out_size: usize, wanted: Range<usize>) -> Vec<(usize, Vec<i32>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let filter_scale = scale.max(1.0);
-    let support = filter.support() * filter_scale;
-    let ss = 1.0 / filter_scale;
-    wanted
-        .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
-            let min = ((center - support + 0.5) as i64).max(0) as usize;
-            let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let weights: Vec<f64> = (min..max).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
-            let total: f64 = weights.iter().sum();
-            let fixed = weights
-                .iter()
-                .map(|w| {
-                    let w = if total == 0.0 { *w } else { w / total };
-                    let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                    (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
-                })
-                .collect();
-            (min, fixed)
-        })
-        .collect()
+/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc` for the output
+/// indices `wanted`: each one's first input index and its fixed-point
+/// weights, `taps` of them, zero-padded. Each window is moved inside the
+/// input where it would run off its end, so that every output reads exactly
+/// `taps` inputs; zero weights leave the sums as Pillow's.
+struct Kernel {
+    first: Vec<usize>,
+    taps: usize,
+    weights: Vec<i32>,
+}
+
+impl Kernel {
+    fn new(filter: Filter, in_size: usize, out_size: usize, wanted: Range<usize>) -> Kernel {
+        let scale = in_size as f64 / out_size as f64;
+        let filter_scale = scale.max(1.0);
+        let support = filter.support() * filter_scale;
+        let ss = 1.0 / filter_scale;
+        let windows: Vec<(usize, Vec<i32>)> = wanted
+            .map(|xx| {
+                let center = (xx as f64 + 0.5) * scale;
+                let min = ((center - support + 0.5) as i64).max(0) as usize;
+                let max = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+                let weights: Vec<f64> = (min..max).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
+                let total: f64 = weights.iter().sum();
+                let fixed = weights
+                    .iter()
+                    .map(|w| {
+                        let w = if total == 0.0 { *w } else { w / total };
+                        let scaled = w * f64::from(1u32 << PRECISION_BITS);
+                        (if w < 0.0 { -0.5 + scaled } else { 0.5 + scaled }) as i32
+                    })
+                    .collect();
+                (min, fixed)
+            })
+            .collect();
+        let taps = windows.iter().map(|(_, k)| k.len()).max().unwrap_or(0);
+        let mut kernel = Kernel { first: Vec::with_capacity(windows.len()), taps, weights: Vec::new() };
+        kernel.weights.reserve(windows.len() * taps);
+        for (min, k) in windows {
+            // windows are never wider than the input, so this stays >= 0
+            let first = min.min(in_size - taps);
+            kernel.first.push(first);
+            kernel.weights.extend(std::iter::repeat_n(0, min - first));
+            kernel.weights.extend(&k);
+            kernel.weights.extend(std::iter::repeat_n(0, taps - (min - first) - k.len()));
+        }
+        kernel
+    }
+
+    /// Per output: its first input and its weights.
+    #[inline(always)]
+    fn windows(&self) -> impl Iterator<Item = (usize, &[i32])> {
+        self.first.iter().copied().zip(self.weights.chunks_exact(self.taps.max(1)))
+    }
+
+    /// The input indices some output reads.
+    fn span(&self) -> Range<usize> {
+        let first = self.first.iter().copied().min().unwrap_or(0);
+        let last = self.first.iter().copied().max().map_or(0, |f| f + self.taps);
+        first..last
+    }
 }
 
 /// Rounds a fixed-point sum to 8 bits, as Pillow's `clip8`.
+#[inline(always)]
 fn clip8(sum: i32) -> u8 {
     (sum >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// The horizontal pass over one row of `C` channels. Sums are `i32`, as
-/// Pillow's are.
-fn horizontal<const C: usize>(row: &[u8], coefficients: &[(usize, Vec<i32>)], out: &mut Vec<u8>) {
-    for (min, k) in coefficients {
+/// The horizontal pass over one row of `C` channels into `out`. Sums are
+/// `i32`, as Pillow's are. Inlined into [`resize_crop`]'s vector code.
+#[inline(always)]
+fn horizontal<const C: usize>(row: &[u8], kernel: &Kernel, out: &mut [u8]) {
+    for ((first, weights), pixel) in kernel.windows().zip(out.chunks_exact_mut(C)) {
+        let window = &row[first * C..(first + kernel.taps) * C];
         let mut sums = [HALF; C];
-        for (pixel, weight) in row[min * C..(min + k.len()) * C].chunks_exact(C).zip(k) {
-            for (sum, v) in sums.iter_mut().zip(pixel) {
-                *sum += i32::from(*v) * weight;
+        for (input, weight) in window.chunks_exact(C).zip(weights) {
+            for c in 0..C {
+                sums[c] += i32::from(input[c]) * weight;
             }
         }
-        out.extend(sums.map(clip8));
+        for c in 0..C {
+            pixel[c] = clip8(sums[c]);
+        }
     }
 }
 
-/// Resizes an image of `channels` interleaved 8-bit channels from `(w, h)`
-/// to `(ow, oh)`, as Pillow does.
+/// Resizes an image of `channels` interleaved 8-bit channels (1 or 3) from
+/// `(w, h)` to `(ow, oh)`, as Pillow does.
 pub fn resize(
     pixels: &[u8],
     channels: usize,
@@ -114,46 +155,90 @@ pub fn resize_crop(
     filter: Filter,
 ) -> Vec<u8> {
     assert!(x0 + cw <= ow && y0 + ch <= oh, "crop window outside the resized image");
-    let vertical: Vec<(usize, Vec<i32>)> = if oh == h {
-        (y0..y0 + ch).map(|y| (y, vec![1 << PRECISION_BITS])).collect()
-    } else {
-        coefficients(filter, h, oh, y0..y0 + ch)
-    };
-    let first = vertical.iter().map(|(min, _)| *min).min().unwrap_or(0);
-    let last = vertical.iter().map(|(min, k)| min + k.len()).max().unwrap_or(0);
     let row_len = cw * channels;
-    let mut rows = Vec::with_capacity((last - first) * row_len);
-    if ow == w {
-        for y in first..last {
-            rows.extend_from_slice(&pixels[(y * w + x0) * channels..][..row_len]);
-        }
-    } else {
-        let coefficients = coefficients(filter, w, ow, x0..x0 + cw);
-        for y in first..last {
-            let row = &pixels[y * w * channels..][..w * channels];
-            match channels {
-                1 => horizontal::<1>(row, &coefficients, &mut rows),
-                3 => horizontal::<3>(row, &coefficients, &mut rows),
-                4 => horizontal::<4>(row, &coefficients, &mut rows),
-                _ => panic!("{channels} channels: Pillow's resize takes 1, 3 or 4"),
-            }
+    if row_len == 0 || ch == 0 {
+        return Vec::new();
+    }
+    let vertical = (oh != h).then(|| Kernel::new(filter, h, oh, y0..y0 + ch));
+    let rows_needed = vertical.as_ref().map_or(y0..y0 + ch, Kernel::span);
+    let horizontal = (ow != w).then(|| Kernel::new(filter, w, ow, x0..x0 + cw));
+    pulp::Arch::new().dispatch(Passes { pixels, channels, w, x0, cw, horizontal, vertical, rows_needed })
+}
+
+/// Both passes, as plain loops that [`pulp`] compiles again for AVX2 and
+/// runs so where the CPU has it: everything they call is inlined into
+/// [`WithSimd::with_simd`].
+struct Passes<'a> {
+    pixels: &'a [u8],
+    channels: usize,
+    w: usize,
+    x0: usize,
+    cw: usize,
+    horizontal: Option<Kernel>,
+    vertical: Option<Kernel>,
+    rows_needed: Range<usize>,
+}
+
+impl pulp::WithSimd for Passes<'_> {
+    type Output = Vec<u8>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<u8> {
+        let Passes { pixels, channels, w, x0, cw, horizontal, vertical, rows_needed } = self;
+        let rows = horizontal_pass(pixels, channels, w, [x0, cw], horizontal.as_ref(), rows_needed.clone());
+        match &vertical {
+            Some(vertical) => vertical_pass(&rows, cw * channels, rows_needed.start, vertical),
+            None => rows,
         }
     }
-    if oh == h {
+}
+
+/// The input rows `rows`, each resized across to `width` pixels from `x0`.
+#[inline(always)]
+fn horizontal_pass(
+    pixels: &[u8],
+    channels: usize,
+    w: usize,
+    [x0, width]: [usize; 2],
+    kernel: Option<&Kernel>,
+    rows_needed: Range<usize>,
+) -> Vec<u8> {
+    let row_len = width * channels;
+    let mut rows = vec![0u8; rows_needed.len() * row_len];
+    let Some(kernel) = kernel else {
+        for (y, out) in rows_needed.zip(rows.chunks_exact_mut(row_len)) {
+            out.copy_from_slice(&pixels[(y * w + x0) * channels..][..row_len]);
+        }
         return rows;
+    };
+    for (y, out) in rows_needed.zip(rows.chunks_exact_mut(row_len)) {
+        let row = &pixels[y * w * channels..][..w * channels];
+        match channels {
+            1 => horizontal::<1>(row, kernel, out),
+            3 => horizontal::<3>(row, kernel, out),
+            _ => panic!("{channels} channels: the port takes 1 or 3"),
+        }
     }
-    // The vertical pass, a whole output row at a time.
-    let mut out = Vec::with_capacity(ch * row_len);
+    rows
+}
+
+/// The vertical pass over `rows` (of `row_len` bytes, the first being input
+/// row `first_row`), a whole output row at a time.
+#[inline(always)]
+fn vertical_pass(rows: &[u8], row_len: usize, first_row: usize, vertical: &Kernel) -> Vec<u8> {
+    let mut out = vec![0u8; vertical.first.len() * row_len];
     let mut sums = vec![0i32; row_len];
-    for (min, k) in vertical {
+    for ((first, weights), out) in vertical.windows().zip(out.chunks_exact_mut(row_len)) {
         sums.fill(HALF);
-        for (i, weight) in k.iter().enumerate() {
-            let row = &rows[(min - first + i) * row_len..][..row_len];
+        let first = first - first_row;
+        for (row, weight) in rows[first * row_len..].chunks_exact(row_len).zip(weights) {
             for (sum, v) in sums.iter_mut().zip(row) {
                 *sum += i32::from(*v) * weight;
             }
         }
-        out.extend(sums.iter().map(|s| clip8(*s)));
+        for (o, sum) in out.iter_mut().zip(&sums) {
+            *o = clip8(*sum);
+        }
     }
     out
 }
