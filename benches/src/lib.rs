@@ -45,6 +45,17 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The medians of three runs of `ours` and three of `theirs`, taking turns,
+/// so that a change in the machine's load during the runs falls on both.
+pub fn side_by_side(mut ours: impl FnMut() -> f64, mut theirs: impl FnMut() -> f64) -> (f64, f64) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        a.push(ours());
+        b.push(theirs());
+    }
+    (median(a), median(b))
+}
+
 /// The closing line of a figure.
 pub fn figure(name: &str, ours: f64, baseline: f64, unit: &str) -> String {
     format!("{name}: frameflow {ours:.1} {unit}, baseline {baseline:.1} {unit}, ratio {:.2}x", ours / baseline)

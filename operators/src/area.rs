@@ -22,24 +22,52 @@ impl Acc for f64 {}
 
 /// An 8-bit image resized; it may only shrink (an enlarged axis goes
 /// through the `f64` path and is rounded).
-pub fn resize_u8(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<u8> {
-    // Halves to even, as OpenCV's cvRound; sums of pixels by positive
-    // weights are never negative, so truncation is the floor.
-    let round = |v: f32| {
-        let floor = v as u32;
-        let rest = v - floor as f32;
-        let up = rest > 0.5 || (rest == 0.5 && floor % 2 == 1);
-        (floor + u32::from(up)).min(255) as u8
-    };
+pub fn resize_u8(src: &[u8], from: (usize, usize), to: (usize, usize), channels: usize) -> Vec<u8> {
+    crate::vectorized(
+        #[inline(always)]
+        || resize_u8_plain(src, from, to, channels),
+    )
+}
+
+/// An `f64` image resized.
+pub fn resize_f64(src: &[f64], from: (usize, usize), to: (usize, usize), channels: usize) -> Vec<f64> {
+    crate::vectorized(
+        #[inline(always)]
+        || resize_f64_plain(src, from, to, channels),
+    )
+}
+
+/// Halves to even, as OpenCV's cvRound; sums of pixels by positive
+/// weights are never negative, so truncation is the floor.
+#[inline(always)]
+fn round(v: f32) -> u8 {
+    let floor = v as u32;
+    let rest = v - floor as f32;
+    let up = rest > 0.5 || (rest == 0.5 && floor % 2 == 1);
+    (floor + u32::from(up)).min(255) as u8
+}
+
+/// Each value [`round`]ed.
+#[inline(always)]
+fn rounded(values: &[f32]) -> Vec<u8> {
+    let mut out = vec![0; values.len()];
+    for (o, v) in out.iter_mut().zip(values) {
+        *o = round(*v);
+    }
+    out
+}
+
+#[inline(always)]
+fn resize_u8_plain(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<u8> {
     match method(sw, sh, dw, dh) {
         Method::Blocks(2, 2) => {
             // OpenCV's 2×2 path rounds halves up: (sum + 2) >> 2.
             (0..dw * dh * channels).map(|i| ((block_sum(src, (sw, dw), (2, 2), channels, i) + 2) >> 2) as u8).collect()
         }
         Method::Blocks(bx, by) => {
-            blocks(|i| f32::from(src[i]), (sw, dw, dh), (bx, by), channels).into_iter().map(round).collect()
+            rounded(&blocks(|i| f32::from(src[i]), (sw, dw, dh), (bx, by), channels))
         }
-        Method::Area => area(src, f32::from, (sw, sh), (dw, dh), channels).into_iter().map(round).collect(),
+        Method::Area => rounded(&area(src, f32::from, (sw, sh), (dw, dh), channels)),
         Method::Bilinear => {
             let wide: Vec<f64> = src.iter().map(|v| f64::from(*v)).collect();
             bilinear(&wide, (sw, sh), (dw, dh), channels).into_iter().map(|v| round(v as f32)).collect()
@@ -47,8 +75,8 @@ pub fn resize_u8(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize),
     }
 }
 
-/// An `f64` image resized.
-pub fn resize_f64(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<f64> {
+#[inline(always)]
+fn resize_f64_plain(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<f64> {
     match method(sw, sh, dw, dh) {
         Method::Blocks(bx, by) => blocks(|i| src[i], (sw, dw, dh), (bx, by), channels),
         Method::Area => area(src, |v| v, (sw, sh), (dw, dh), channels),
@@ -76,6 +104,7 @@ fn method(sw: usize, sh: usize, dw: usize, dh: usize) -> Method {
 }
 
 /// Sum of the 8-bit block behind destination value `i`.
+#[inline(always)]
 fn block_sum(src: &[u8], (sw, dw): (usize, usize), (bx, by): (usize, usize), channels: usize, i: usize) -> u32 {
     let (c, pixel) = (i % channels, i / channels);
     let (dx, dy) = (pixel % dw, pixel / dw);
@@ -89,6 +118,7 @@ fn block_sum(src: &[u8], (sw, dw): (usize, usize), (bx, by): (usize, usize), cha
 }
 
 /// Method 1: block means, the sum times `1 / area` as an `f32`.
+#[inline(always)]
 fn blocks<A: Acc>(
     src: impl Fn(usize) -> A,
     (sw, dw, dh): (usize, usize, usize),
@@ -139,6 +169,7 @@ fn area_table(source: usize, dest: usize, scale: f64) -> Vec<(usize, usize, f32)
 /// Method 2: each source row summed across by the column weights, then
 /// rows summed down by the row weights. A source row that two destination
 /// rows share is summed across once.
+#[inline(always)]
 fn area<T: Copy, A: Acc>(
     src: &[T],
     to: impl Fn(T) -> A,
@@ -202,6 +233,7 @@ fn bilinear_table(source: usize, dest: usize, scale: f64, inverse: f64) -> Vec<(
 }
 
 /// Method 3, in `f64` with `f32` weights.
+#[inline(always)]
 fn bilinear(src: &[f64], (sw, sh): (usize, usize), (dw, dh): (usize, usize), channels: usize) -> Vec<f64> {
     let (sx, sy) = scales(sw, sh, dw, dh);
     let columns = bilinear_table(sw, dw, sx, dw as f64 / sw as f64);

@@ -96,3 +96,13 @@ pub(crate) fn detection(frame: &Frame, operator: &str, label: &str, confidence: 
         attributes: BTreeMap::new(),
     }
 }
+
+/// Runs `work` compiled for AVX2 where the CPU has it (found at run time),
+/// and as it is elsewhere: plain loops that the compiler vectorizes, no
+/// `unsafe` here. Only what is inlined into `work` gains, so the closure
+/// and what it calls are `#[inline(always)]`. Integer results are the same
+/// either way; so are floating-point ones, as Rust never fuses or reorders
+/// float operations.
+pub fn vectorized<R>(work: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(work)
+}

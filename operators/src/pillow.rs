@@ -115,7 +115,7 @@ fn clip8(sum: i32) -> u8 {
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
 /// The horizontal pass over one row of `C` channels into `out`. Sums are
-/// `i32`, as Pillow's are. Inlined into [`resize_crop`]'s vector code.
+/// `i32`, as Pillow's are.
 #[inline(always)]
 fn horizontal<const C: usize>(row: &[u8], kernel: &Kernel, out: &mut [u8]) {
     for ((first, weights), pixel) in kernel.windows().zip(out.chunks_exact_mut(C)) {
@@ -162,35 +162,16 @@ pub fn resize_crop(
     let vertical = (oh != h).then(|| Kernel::new(filter, h, oh, y0..y0 + ch));
     let rows_needed = vertical.as_ref().map_or(y0..y0 + ch, Kernel::span);
     let horizontal = (ow != w).then(|| Kernel::new(filter, w, ow, x0..x0 + cw));
-    pulp::Arch::new().dispatch(Passes { pixels, channels, w, x0, cw, horizontal, vertical, rows_needed })
-}
-
-/// Both passes, as plain loops that [`pulp`] compiles again for AVX2 and
-/// runs so where the CPU has it: everything they call is inlined into
-/// [`WithSimd::with_simd`].
-struct Passes<'a> {
-    pixels: &'a [u8],
-    channels: usize,
-    w: usize,
-    x0: usize,
-    cw: usize,
-    horizontal: Option<Kernel>,
-    vertical: Option<Kernel>,
-    rows_needed: Range<usize>,
-}
-
-impl pulp::WithSimd for Passes<'_> {
-    type Output = Vec<u8>;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<u8> {
-        let Passes { pixels, channels, w, x0, cw, horizontal, vertical, rows_needed } = self;
-        let rows = horizontal_pass(pixels, channels, w, [x0, cw], horizontal.as_ref(), rows_needed.clone());
-        match &vertical {
-            Some(vertical) => vertical_pass(&rows, cw * channels, rows_needed.start, vertical),
-            None => rows,
-        }
-    }
+    crate::vectorized(
+        #[inline(always)]
+        || {
+            let rows = horizontal_pass(pixels, channels, w, [x0, cw], horizontal.as_ref(), rows_needed.clone());
+            match &vertical {
+                Some(vertical) => vertical_pass(&rows, row_len, rows_needed.start, vertical),
+                None => rows,
+            }
+        },
+    )
 }
 
 /// The input rows `rows`, each resized across to `width` pixels from `x0`.

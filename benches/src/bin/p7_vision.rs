@@ -23,7 +23,8 @@
 //!
 //! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
-//! for FACES too. Each side's figure is the median of three runs.
+//! for FACES too. Each side's figure is the median of three runs, the two
+//! sides taking turns, so that a change in the machine's load falls on both.
 //!
 //! `p7_vision [decode] [faces] [blazeface] [haar] [classify] [text] [qr] [motion]` runs only the parts named.
 
@@ -34,7 +35,7 @@ use std::time::Instant;
 
 use engine::model::{DecodedFrame, Frame, MediaType};
 use engine::registry::Decoder;
-use frameflow_benches::{assets, figure, frame_files, median, repo};
+use frameflow_benches::{assets, figure, frame_files, repo, side_by_side};
 use operators::blazeface::PreparedBlazeFace;
 use operators::classify::{ClassifyConfig, PreparedClassify};
 use operators::decode::FrameDecoder;
@@ -98,19 +99,17 @@ fn main() {
     if run("decode") {
         let frames: Vec<Frame> = film.iter().map(frame).collect();
         let mut tensor = Vec::new();
-        let ours = median(
-            (0..3)
-                .map(|_| {
-                    rate(&frames, 5, |f| {
-                        let pixels = decoder.decode(f).expect("decodes");
-                        let letterbox = Letterbox::new(pixels.width, pixels.height, 416, 416);
-                        tensor.resize(3 * 416 * 416, 0.0);
-                        letterbox.fill_chw(&pixels, 0.5, &mut tensor);
-                    })
+        let (ours, theirs) = side_by_side(
+            || {
+                rate(&frames, 5, |f| {
+                    let pixels = decoder.decode(f).expect("decodes");
+                    let letterbox = Letterbox::new(pixels.width, pixels.height, 416, 416);
+                    tensor.resize(3 * 416 * 416, 0.0);
+                    letterbox.fill_chw(&pixels, 0.5, &mut tensor);
                 })
-                .collect(),
+            },
+            || baseline("decode_resize", 5, &film),
         );
-        let theirs = median((0..3).map(|_| baseline("decode_resize", 5, &film)).collect());
         println!("decode + resize: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 decode + letterbox 640x360 JPEG to 416x416, 1 core", ours, theirs, "frames/s"));
     }
@@ -122,18 +121,16 @@ fn main() {
         let mut mtcnn = faces.detector().expect("sessions");
         for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 4)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
-            let ours = median(
-                (0..3)
-                    .map(|_| {
-                        rate(&frames, repeats, |f| {
-                            let pixels = decoder.decode(f).expect("decodes");
-                            let decoded = DecodedFrame { frame: f.clone(), pixels };
-                            engine::registry::VisionOperator::process(&mut mtcnn, &decoded).expect("faces");
-                        })
+            let (ours, theirs) = side_by_side(
+                || {
+                    rate(&frames, repeats, |f| {
+                        let pixels = decoder.decode(f).expect("decodes");
+                        let decoded = DecodedFrame { frame: f.clone(), pixels };
+                        engine::registry::VisionOperator::process(&mut mtcnn, &decoded).expect("faces");
                     })
-                    .collect(),
+                },
+                || baseline("faces", repeats, paths),
             );
-            let theirs = median((0..3).map(|_| baseline("faces", repeats, paths)).collect());
             println!("faces on {what}: frameflow {ours:.1} frames/s, package {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (MTCNN) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
@@ -146,16 +143,14 @@ fn main() {
         let mut detector = prepared.detector().expect("session");
         for (what, paths, repeats) in [("film frames", &film, 2), ("photos", &photos, 10)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
-            let ours = median(
-                (0..3)
-                    .map(|_| {
-                        rate(&frames, repeats, |f| {
-                            detector.detect(&decoder.decode(f).expect("decodes")).expect("faces");
-                        })
+            let (ours, theirs) = side_by_side(
+                || {
+                    rate(&frames, repeats, |f| {
+                        detector.detect(&decoder.decode(f).expect("decodes")).expect("faces");
                     })
-                    .collect(),
+                },
+                || baseline("blazeface", repeats, paths),
             );
-            let theirs = median((0..3).map(|_| baseline("blazeface", repeats, paths)).collect());
             println!("blazeface on {what}: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (BlazeFace) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
@@ -167,12 +162,10 @@ fn main() {
         let haar = PreparedHaar::load(&store, "haar").expect("run scripts/fetch_assets.sh").detector();
         for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 2)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
-            let ours = median(
-                (0..3)
-                    .map(|_| rate(&frames, repeats, |f| drop(haar.detect(&decoder.decode(f).expect("decodes")))))
-                    .collect(),
+            let (ours, theirs) = side_by_side(
+                || rate(&frames, repeats, |f| drop(haar.detect(&decoder.decode(f).expect("decodes")))),
+                || baseline("haar", repeats, paths),
             );
-            let theirs = median((0..3).map(|_| baseline("haar", repeats, paths)).collect());
             println!("haar on {what}: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (Haar cascade) on {what}, 1 core"), ours, theirs, "frames/s"));
         }
@@ -185,17 +178,15 @@ fn main() {
         let prepared = PreparedClassify::load(&store, "mobilenet", config).expect("run scripts/fetch_assets.sh");
         let mut classifier = prepared.classifier().expect("session");
         let frames: Vec<Frame> = film.iter().map(frame).collect();
-        let ours = median(
-            (0..3)
-                .map(|_| {
-                    rate(&frames, 1, |f| {
-                        let pixels = decoder.decode(f).expect("decodes");
-                        classifier.classify(&[&pixels]).expect("classifies");
-                    })
+        let (ours, theirs) = side_by_side(
+            || {
+                rate(&frames, 1, |f| {
+                    let pixels = decoder.decode(f).expect("decodes");
+                    classifier.classify(&[&pixels]).expect("classifies");
                 })
-                .collect(),
+            },
+            || baseline("classify", 1, &film),
         );
-        let theirs = median((0..3).map(|_| baseline("classify", 1, &film)).collect());
         println!("classify: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
         lines.push(figure("P7 CLASSIFY (MobileNetV2) on film frames, 1 core", ours, theirs, "frames/s"));
     }
@@ -210,12 +201,10 @@ fn main() {
                 .map(|n| doc.join(n))
                 .into();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
-        let ours = median(
-            (0..3)
-                .map(|_| rate(&frames, 1, |f| drop(reader.read(&decoder.decode(f).expect("decodes")).expect("reads"))))
-                .collect(),
+        let (ours, theirs) = side_by_side(
+            || rate(&frames, 1, |f| drop(reader.read(&decoder.decode(f).expect("decodes")).expect("reads"))),
+            || baseline("text", 1, &paths),
         );
-        let theirs = median((0..3).map(|_| baseline("text", 1, &paths)).collect());
         println!("text: frameflow {ours:.2} frames/s, RapidOCR {theirs:.2} frames/s");
         lines.push(figure("P7 TEXT (PP-OCRv4) on scene photos, 1 core", ours, theirs, "frames/s"));
     }
@@ -236,16 +225,14 @@ fn main() {
             .collect();
         paths.sort();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
-        let ours = median(
-            (0..3)
-                .map(|_| {
-                    rate(&frames, 5, |f| {
-                        operators::qr::read_codes(&decoder.decode(f).expect("decodes"));
-                    })
+        let (ours, theirs) = side_by_side(
+            || {
+                rate(&frames, 5, |f| {
+                    operators::qr::read_codes(&decoder.decode(f).expect("decodes"));
                 })
-                .collect(),
+            },
+            || baseline("qr", 5, &paths),
         );
-        let theirs = median((0..3).map(|_| baseline("qr", 5, &paths)).collect());
         println!("qr: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 QR on photos with codes, 1 core", ours, theirs, "frames/s"));
     }
@@ -265,24 +252,22 @@ fn main() {
         paths.sort();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
         let config = MotionConfig { min_area: 400, ..MotionConfig::default() };
-        let ours = median(
-            (0..3)
-                .map(|_| {
-                    let mut motion = Motion::new(config);
-                    let mut seen = 0usize;
-                    rate(&frames, 2, |f| {
-                        // A new model at the start of each pass, as the baseline.
-                        if seen.is_multiple_of(frames.len()) {
-                            motion = Motion::new(config);
-                        }
-                        seen += 1;
-                        let pixels = decoder.decode(f).expect("decodes");
-                        motion.regions(("bench".into(), "cam".into()), seen as i64, &pixels);
-                    })
+        let (ours, theirs) = side_by_side(
+            || {
+                let mut motion = Motion::new(config);
+                let mut seen = 0usize;
+                rate(&frames, 2, |f| {
+                    // A new model at the start of each pass, as the baseline.
+                    if seen.is_multiple_of(frames.len()) {
+                        motion = Motion::new(config);
+                    }
+                    seen += 1;
+                    let pixels = decoder.decode(f).expect("decodes");
+                    motion.regions(("bench".into(), "cam".into()), seen as i64, &pixels);
                 })
-                .collect(),
+            },
+            || baseline("motion", 2, &paths),
         );
-        let theirs = median((0..3).map(|_| baseline("motion", 2, &paths)).collect());
         println!("motion: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 MOTION on 768x576 video frames, 1 core", ours, theirs, "frames/s"));
     }
