@@ -142,14 +142,20 @@ impl BlazeFace {
             (((w as f64 * scale).round() as usize).clamp(1, s), ((h as f64 * scale).round() as usize).clamp(1, s));
         let (dx, dy) = ((s - nw) / 2, (s - nh) / 2);
         let resized = pillow::resize(&pixels.rgb, 3, (w, h), (nw, nh), Filter::Bilinear);
-        self.input.clear();
-        self.input.resize(s * s * 3, -1.0);
-        for (y, row) in resized.chunks_exact(nw * 3).enumerate() {
-            let at = ((y + dy) * s + dx) * 3;
-            for (o, v) in self.input[at..at + nw * 3].iter_mut().zip(row) {
-                *o = f32::from(*v) / 127.5 - 1.0;
-            }
-        }
+        let input = &mut self.input;
+        crate::vectorized(
+            #[inline(always)]
+            || {
+                input.clear();
+                input.resize(s * s * 3, -1.0);
+                for (y, row) in resized.chunks_exact(nw * 3).enumerate() {
+                    let at = ((y + dy) * s + dx) * 3;
+                    for (o, v) in input[at..at + nw * 3].iter_mut().zip(row) {
+                        *o = f32::from(*v) / 127.5 - 1.0;
+                    }
+                }
+            },
+        );
         let tensor =
             TensorRef::from_array_view(([1, s, s, 3], &self.input[..])).map_err(|e| format!("bad input: {e}"))?;
         let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(|e| format!("inference failed: {e}"))?;
