@@ -13,6 +13,9 @@ mod common;
 
 use operators::pillow::{resize_crop, Filter};
 
+/// Channels, output width and height, filter, and the window kept.
+type Case = (usize, usize, usize, Filter, Option<[usize; 4]>);
+
 #[test]
 fn resize_matches_pillow_byte_for_byte() {
     let photo = common::assets().join("opencv-doc/basketball1.png");
@@ -20,8 +23,7 @@ fn resize_matches_pillow_byte_for_byte() {
     let (w, h) = (pixels.width as usize, pixels.height as usize);
     let rgb = &pixels.rgb;
     let red: Vec<u8> = rgb.chunks_exact(3).map(|p| p[0]).collect();
-    // (channels, out width, out height, filter, window)
-    let mut cases: Vec<(usize, usize, usize, Filter, Option<[usize; 4]>)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for filter in [Filter::Bilinear, Filter::Lanczos] {
         for channels in [1, 3] {
             for (ow, oh) in [(256, 192), (9, 8), (1, 1), (w, 100), (300, h), (w + 117, h * 2 + 1), (3, 700)] {

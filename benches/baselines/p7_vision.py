@@ -23,6 +23,12 @@ MODE:
   motion         decode, then MOG2 (history 500, varThreshold 16, no shadows),
                  a 3x3 opening and 8-connected components of >= 400 pixels,
                  the frames in order as one camera (a new model each pass).
+  hash           Pillow decode and imagehash's dhash.
+  annotate       the first IMAGE is a JSON list, per image, of its boxes
+                 ([x, y, w, h, label, confidence]); Pillow decode, the boxes
+                 and their labels (DejaVu Sans, white on the label's colour)
+                 drawn with ImageDraw as frameflow's ANNOTATE draws them, and
+                 the image saved as a JPEG of quality 85.
 Prints the frames/s over REPEATS passes after one warm-up pass.
 """
 import os
@@ -58,6 +64,9 @@ def decode(data):
 
 def main():
     mode, repeats, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    if mode == "annotate":
+        import json
+        boxes, paths = json.load(open(paths[0])), paths[1:]
     images = [open(p, "rb").read() for p in paths]
     if mode == "decode_resize":
         work = lambda data: letterbox(decode(data))
@@ -122,6 +131,50 @@ def main():
             mask = cv2.morphologyEx(state["mog"].apply(frame), cv2.MORPH_OPEN, kernel)
             _, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
             return [s for s in stats[1:] if s[4] >= 400]
+    elif mode == "hash":
+        import io
+        import imagehash
+        from PIL import Image
+        work = lambda data: imagehash.dhash(Image.open(io.BytesIO(data)))
+    elif mode == "annotate":
+        import io
+        import tempfile
+        from PIL import Image, ImageDraw, ImageFont
+        font_path = os.path.join(os.path.dirname(__file__), "..", "..", "assets", "fonts", "DejaVuSans.ttf")
+        palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                   (0, 128, 128), (240, 50, 230), (128, 0, 0), (0, 0, 128), (128, 128, 0)]
+
+        def colour(label):
+            h = 0xcbf29ce484222325
+            for b in label.encode():
+                h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+            return palette[h % len(palette)]
+
+        fonts = {}  # loaded once per size, as frameflow loads its font once
+        boxes_of = {id(data): b for data, b in zip(images, boxes)}
+        out = tempfile.mkdtemp()
+
+        def work(data):
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            w, h = image.size
+            thickness = max(min(w, h) // 300, 2)
+            size = min(max(h / 40, 12), 32)
+            if size not in fonts:
+                fonts[size] = ImageFont.truetype(font_path, size)
+            font = fonts[size]
+            draw = ImageDraw.Draw(image)
+            found = boxes_of[id(data)]
+            for x, y, bw, bh, label, _ in found:
+                x, y, bw, bh = round(x), round(y), round(bw), round(bh)
+                draw.rectangle([x, y, x + bw - 1, y + bh - 1], outline=colour(label), width=thickness)
+            for x, y, _, _, label, confidence in found:
+                text = f"{label} {confidence:.2f}"
+                left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+                band = bottom - top + 6
+                at = (max(round(x), 0), round(y) - band if round(y) - band >= 0 else max(round(y), 0))
+                draw.rectangle([at[0], at[1], at[0] + right + 6, at[1] + band], fill=colour(label))
+                draw.text((at[0] + 3, at[1] + 3 - top), text, fill=(255, 255, 255), font=font)
+            image.save(os.path.join(out, f"{id(data)}.jpg"), quality=85)
     else:
         sys.exit(f"unknown mode {mode}")
     for data in images:

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ab_glyph::{Font, FontArc, PxScale, ScaleFont};
-use image::codecs::jpeg::JpegEncoder;
 
 use engine::model::{DecodedFrame, Detection, Pixels};
 use engine::plan::Options;
@@ -164,6 +163,9 @@ struct Painter {
 impl Painter {
     fn write(&self, decoded: &DecodedFrame, rows: &[Detection]) -> Result<PathBuf, String> {
         let frame = &decoded.frame;
+        let (Ok(width), Ok(height)) = (u16::try_from(decoded.pixels.width), u16::try_from(decoded.pixels.height)) else {
+            return Err("a JPEG is at most 65535 pixels a side".into());
+        };
         let mut canvas = Canvas::new(&decoded.pixels);
         let thickness = (canvas.width.min(canvas.height) / 300).max(2) as i64;
         let size = (canvas.height as f32 / 40.0).clamp(12.0, 32.0);
@@ -189,8 +191,8 @@ impl Painter {
         let partial = path.with_extension(format!("{}-{n}.part", std::process::id()));
         let file = std::fs::File::create(&partial).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
         let mut out = std::io::BufWriter::new(file);
-        JpegEncoder::new_with_quality(&mut out, self.quality)
-            .encode(&canvas.rgb, canvas.width, canvas.height, image::ExtendedColorType::Rgb8)
+        jpeg_encoder::Encoder::new(&mut out, self.quality)
+            .encode(&canvas.rgb, width, height, jpeg_encoder::ColorType::Rgb)
             .map_err(|e| format!("cannot encode `{}`: {e}", path.display()))?;
         std::io::Write::flush(&mut out).map_err(|e| format!("cannot write `{}`: {e}", partial.display()))?;
         drop(out);

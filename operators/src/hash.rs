@@ -126,11 +126,16 @@ impl VisionOperator for Hasher {
 /// Pillow 12.
 pub fn dhash(pixels: &Pixels) -> u64 {
     let (w, h) = (pixels.width as usize, pixels.height as usize);
-    let grey: Vec<u8> = pixels
-        .rgb
-        .chunks_exact(3)
-        .map(|p| ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16) as u8)
-        .collect();
+    let mut grey = vec![0u8; w * h];
+    crate::vectorized(
+        #[inline(always)]
+        || {
+            for (g, p) in grey.iter_mut().zip(pixels.rgb.chunks_exact(3)) {
+                *g = ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16)
+                    as u8;
+            }
+        },
+    );
     let small = pillow::resize(&grey, 1, (w, h), (9, 8), Filter::Lanczos);
     let mut hash = 0u64;
     for row in small.chunks_exact(9) {

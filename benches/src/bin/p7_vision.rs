@@ -19,23 +19,30 @@
 //!   on photos with printed codes pasted in (tests/reference/qr_scenes.py);
 //! - MOTION: frameflow's background model, opening and regions beside
 //!   OpenCV's MOG2, opening and connected components, on 60 frames of
-//!   vtest.avi (768×576 PNG) as one camera.
+//!   vtest.avi (768×576 PNG) as one camera;
+//! - HASH: imagehash's dhash beside frameflow's, on the film frames;
+//! - ANNOTATE: the faces BlazeFace finds on the photos (found beforehand,
+//!   the same boxes for both) drawn with their labels and written as JPEGs
+//!   (quality 85), beside Pillow's ImageDraw and JPEG writer.
 //!
 //! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
 //! for FACES too. Each side's figure is the median of three runs, the two
 //! sides taking turns, so that a change in the machine's load falls on both.
 //!
-//! `p7_vision [decode] [faces] [blazeface] [haar] [classify] [text] [qr] [motion]` runs only the parts named.
+//! `p7_vision [decode] [faces] [blazeface] [haar] [classify] [text] [qr] [motion] [hash] [annotate]` runs only the parts named.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::model::{DecodedFrame, Frame, MediaType};
-use engine::registry::Decoder;
+use engine::model::{DecodedFrame, Detection, Frame, MediaType};
+use engine::plan::Options;
+use engine::registry::{Decoder, FrameResult, OperatorFactory, PreparedOperator, VisionOperator};
 use frameflow_benches::{assets, figure, frame_files, repo, side_by_side};
+use operators::annotate::AnnotateFactory;
 use operators::blazeface::PreparedBlazeFace;
 use operators::classify::{ClassifyConfig, PreparedClassify};
 use operators::decode::FrameDecoder;
@@ -272,7 +279,90 @@ fn main() {
         lines.push(figure("P7 MOTION on 768x576 video frames, 1 core", ours, theirs, "frames/s"));
     }
 
+    // HASH, on film frames.
+    if run("hash") {
+        let frames: Vec<Frame> = film.iter().map(frame).collect();
+        let (ours, theirs) = side_by_side(
+            || rate(&frames, 3, |f| {
+                std::hint::black_box(operators::hash::dhash(&decoder.decode(f).expect("decodes")));
+            }),
+            || baseline("hash", 3, &film),
+        );
+        println!("hash: frameflow {ours:.1} frames/s, imagehash {theirs:.1} frames/s");
+        lines.push(figure("P7 HASH (dhash) on film frames, 1 core", ours, theirs, "frames/s"));
+    }
+
+    // ANNOTATE's own work: the faces BlazeFace finds on the photos (found
+    // once, beforehand, and given to both sides) drawn and written as JPEGs.
+    if run("annotate") {
+        let store = ModelStore::in_assets(&assets());
+        let prepared = PreparedBlazeFace::load(&store, "blazeface", 0.75, 1).expect("run scripts/fetch_assets.sh");
+        let mut detector = prepared.detector().expect("session");
+        let frames: Vec<Frame> = photos.iter().map(frame).collect();
+        let mut found = BTreeMap::new();
+        for f in &frames {
+            let decoded = DecodedFrame { frame: f.clone(), pixels: decoder.decode(f).expect("decodes") };
+            let rows = engine::registry::VisionOperator::process(&mut detector, &decoded).expect("faces");
+            found.insert(f.frame_id.clone(), rows);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let boxes: Vec<serde_json::Value> = frames
+            .iter()
+            .map(|f| {
+                let rows: Vec<_> = found[&f.frame_id]
+                    .iter()
+                    .map(|r| serde_json::json!([r.x, r.y, r.w, r.h, r.label, r.confidence]))
+                    .collect();
+                serde_json::json!(rows)
+            })
+            .collect();
+        let boxes_file = dir.path().join("boxes.json");
+        std::fs::write(&boxes_file, serde_json::to_vec(&boxes).expect("json")).expect("boxes written");
+        let given: Arc<dyn OperatorFactory> = Arc::new(Given(Arc::new(found)));
+        let factory = AnnotateFactory::new(BTreeMap::from([("given", given)]), store.font.clone());
+        let options = BTreeMap::from([
+            ("operator".to_owned(), "given".to_owned()),
+            ("into".to_owned(), dir.path().join("ours").to_string_lossy().into_owned()),
+        ]);
+        let mut annotate = factory.prepare(&options).expect("annotate").instance().expect("annotate");
+        let mut inputs = vec![boxes_file];
+        inputs.extend(photos.iter().cloned());
+        let (ours, theirs) = side_by_side(
+            || {
+                rate(&frames, 10, |f| {
+                    let decoded = DecodedFrame { frame: f.clone(), pixels: decoder.decode(f).expect("decodes") };
+                    annotate.process(&decoded).expect("annotates");
+                })
+            },
+            || baseline("annotate", 10, &inputs),
+        );
+        println!("annotate: frameflow {ours:.1} frames/s, Pillow {theirs:.1} frames/s");
+        lines.push(figure("P7 ANNOTATE (faces drawn, JPEG written) on photos, 1 core", ours, theirs, "frames/s"));
+    }
+
     for line in lines {
         println!("{line}");
+    }
+}
+
+/// The rows found beforehand for each frame, as an operator: what ANNOTATE
+/// wraps in the benchmark, so that only its own work is timed.
+struct Given(Arc<BTreeMap<Arc<str>, Vec<Detection>>>);
+
+impl OperatorFactory for Given {
+    fn prepare(&self, _: &Options) -> Result<Arc<dyn PreparedOperator>, String> {
+        Ok(Arc::new(Given(self.0.clone())))
+    }
+}
+
+impl PreparedOperator for Given {
+    fn instance(&self) -> Result<Box<dyn VisionOperator>, String> {
+        Ok(Box::new(Given(self.0.clone())))
+    }
+}
+
+impl VisionOperator for Given {
+    fn process(&mut self, decoded: &DecodedFrame) -> FrameResult {
+        Ok(self.0.get(&decoded.frame.frame_id).cloned().unwrap_or_default())
     }
 }
