@@ -87,7 +87,23 @@ impl FrameDecoder {
         let (width, height) = decoder.dimensions();
         self.check(width, height)?;
         let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt image: {e}"))?;
-        Ok(Pixels { width, height, rgb: Arc::from(image.into_rgb8().into_raw()) })
+        Ok(Pixels { width, height, rgb: Arc::from(rgb8(image)) })
+    }
+}
+
+/// An image's pixels as 8-bit RGB. The 8-bit layouts are spread or cut
+/// here (grey repeated, alpha dropped), as `image` would, without its
+/// per-pixel colour-space path, which took longer than decoding.
+fn rgb8(image: DynamicImage) -> Vec<u8> {
+    let spread = |values: &[u8], step: usize| -> Vec<u8> {
+        values.chunks_exact(step).flat_map(|p| if step <= 2 { [p[0]; 3] } else { [p[0], p[1], p[2]] }).collect()
+    };
+    match image {
+        DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
+        DynamicImage::ImageLuma8(grey) => spread(grey.as_raw(), 1),
+        DynamicImage::ImageLumaA8(grey) => spread(grey.as_raw(), 2),
+        DynamicImage::ImageRgba8(rgba) => spread(rgba.as_raw(), 4),
+        other => other.into_rgb8().into_raw(),
     }
 }
 
@@ -165,6 +181,21 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         image.write_to(&mut out, ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    /// PNGs in each 8-bit layout decode to the pixels `image`'s own
+    /// conversion to RGB gives.
+    #[test]
+    fn pngs_of_every_8_bit_layout_decode_as_the_image_crate_converts_them() {
+        let rgba =
+            image::RgbaImage::from_fn(13, 7, |x, y| image::Rgba([(x * 19) as u8, (y * 37) as u8, 200, (x * y) as u8]));
+        let rgba = image::DynamicImage::ImageRgba8(rgba);
+        for image in [rgba.clone(), rgba.to_rgb8().into(), rgba.to_luma8().into(), rgba.to_luma_alpha8().into()] {
+            let mut png = Cursor::new(Vec::new());
+            image.write_to(&mut png, ImageFormat::Png).unwrap();
+            let ours = FrameDecoder::default().decode(&frame(png.into_inner())).unwrap();
+            assert_eq!(&ours.rgb[..], &image.to_rgb8().as_raw()[..], "{:?}", image.color());
+        }
     }
 
     /// zune-jpeg used directly gives the pixels the `image` crate gives,
