@@ -138,6 +138,7 @@ def main():
         work = lambda data: imagehash.dhash(Image.open(io.BytesIO(data)))
     elif mode == "annotate":
         import io
+        import math
         import tempfile
         from PIL import Image, ImageDraw, ImageFont
         font_path = os.path.join(os.path.dirname(__file__), "..", "..", "assets", "fonts", "DejaVuSans.ttf")
@@ -152,7 +153,8 @@ def main():
 
         fonts = {}  # loaded once per size, as frameflow loads its font once
         boxes_of = {id(data): b for data, b in zip(images, boxes)}
-        out = tempfile.mkdtemp()
+        scratch = tempfile.TemporaryDirectory()  # removed when the run ends
+        out = scratch.name
 
         def work(data):
             image = Image.open(io.BytesIO(data)).convert("RGB")
@@ -160,8 +162,11 @@ def main():
             thickness = max(min(w, h) // 300, 2)
             size = min(max(h / 40, 12), 32)
             if size not in fonts:
-                fonts[size] = ImageFont.truetype(font_path, size)
+                # frameflow's size is the font's height (ascent - descent,
+                # 2384 units in DejaVu Sans); Pillow's is its em (2048)
+                fonts[size] = ImageFont.truetype(font_path, size * 2048 / 2384)
             font = fonts[size]
+            pad = math.ceil(size / 6)
             draw = ImageDraw.Draw(image)
             found = boxes_of[id(data)]
             for x, y, bw, bh, label, _ in found:
@@ -170,10 +175,10 @@ def main():
             for x, y, _, _, label, confidence in found:
                 text = f"{label} {confidence:.2f}"
                 left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-                band = bottom - top + 6
+                band = bottom - top + 2 * pad
                 at = (max(round(x), 0), round(y) - band if round(y) - band >= 0 else max(round(y), 0))
-                draw.rectangle([at[0], at[1], at[0] + right + 6, at[1] + band], fill=colour(label))
-                draw.text((at[0] + 3, at[1] + 3 - top), text, fill=(255, 255, 255), font=font)
+                draw.rectangle([at[0], at[1], at[0] + right + 2 * pad, at[1] + band], fill=colour(label))
+                draw.text((at[0] + pad, at[1] + pad - top), text, fill=(255, 255, 255), font=font)
             image.save(os.path.join(out, f"{id(data)}.jpg"), quality=85)
     else:
         sys.exit(f"unknown mode {mode}")

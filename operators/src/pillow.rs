@@ -154,6 +154,7 @@ pub fn resize_crop(
     [x0, y0, cw, ch]: [usize; 4],
     filter: Filter,
 ) -> Vec<u8> {
+    assert!(matches!(channels, 1 | 3), "{channels} channels: the port takes 1 or 3");
     assert!(x0 + cw <= ow && y0 + ch <= oh, "crop window outside the resized image");
     let row_len = cw * channels;
     if row_len == 0 || ch == 0 {
@@ -194,10 +195,10 @@ fn horizontal_pass(
     };
     for (y, out) in rows_needed.zip(rows.chunks_exact_mut(row_len)) {
         let row = &pixels[y * w * channels..][..w * channels];
-        match channels {
-            1 => horizontal::<1>(row, kernel, out),
-            3 => horizontal::<3>(row, kernel, out),
-            _ => panic!("{channels} channels: the port takes 1 or 3"),
+        if channels == 1 {
+            horizontal::<1>(row, kernel, out);
+        } else {
+            horizontal::<3>(row, kernel, out);
         }
     }
     rows

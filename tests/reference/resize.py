@@ -3,7 +3,8 @@
 Pillow itself, resizing one image in several ways.
 
 Usage: python tests/reference/resize.py IMAGE OUT_DIR CASE...
-CASE:  CHANNELS:WIDTH:HEIGHT:FILTER[:X:Y:CROP_W:CROP_H]
+CASE:  [SX:SY:SW:SH@]CHANNELS:WIDTH:HEIGHT:FILTER[:X:Y:CROP_W:CROP_H]
+  SX:SY:SW:SH@ a part of the image to resize instead of the whole;
   CHANNELS 1 (the red channel) or 3 (RGB);
   FILTER bilinear or lanczos; with a window, the resized image cropped to it.
 Writes the raw interleaved bytes of case i to OUT_DIR/i.raw.
@@ -20,8 +21,13 @@ def main():
     image = Image.open(sys.argv[1]).convert("RGB")
     modes = {1: image.getchannel("R"), 3: image}
     for i, case in enumerate(sys.argv[3:]):
+        source = modes
+        if "@" in case:
+            part, case = case.split("@")
+            sx, sy, sw, sh = map(int, part.split(":"))
+            source = {c: m.crop((sx, sy, sx + sw, sy + sh)) for c, m in modes.items()}
         channels, w, h, name, *window = case.split(":")
-        resized = modes[int(channels)].resize((int(w), int(h)), FILTERS[name])
+        resized = source[int(channels)].resize((int(w), int(h)), FILTERS[name])
         if window:
             x, y, cw, ch = map(int, window)
             resized = resized.crop((x, y, x + cw, y + ch))
