@@ -96,7 +96,11 @@ impl FrameDecoder {
 /// per-pixel colour-space path, which took longer than decoding.
 fn rgb8(image: DynamicImage) -> Vec<u8> {
     let spread = |values: &[u8], step: usize| -> Vec<u8> {
-        values.chunks_exact(step).flat_map(|p| if step <= 2 { [p[0]; 3] } else { [p[0], p[1], p[2]] }).collect()
+        let mut rgb = vec![0; values.len() / step * 3];
+        for (out, p) in rgb.chunks_exact_mut(3).zip(values.chunks_exact(step)) {
+            out.copy_from_slice(&if step <= 2 { [p[0]; 3] } else { [p[0], p[1], p[2]] });
+        }
+        rgb
     };
     match image {
         DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
