@@ -15,8 +15,9 @@
 //! Options: `operator` (any other vision operator; default `detect`),
 //! `into` (a folder), `quality` (JPEG quality 1 to 100, default 85; below
 //! 90 colour is kept at half resolution, 4:2:0, as Pillow and OpenCV write
-//! JPEGs by default); every other option goes to the inner operator. Labels are drawn in DejaVu
-//! Sans, which the set-up fetches, in a colour per label.
+//! JPEGs by default); every other option goes to the inner operator.
+//! Labels are drawn in DejaVu Sans, which the set-up fetches, in a colour
+//! per label.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
