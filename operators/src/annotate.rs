@@ -165,7 +165,8 @@ struct Painter {
 impl Painter {
     fn write(&self, decoded: &DecodedFrame, rows: &[Detection]) -> Result<PathBuf, String> {
         let frame = &decoded.frame;
-        let (Ok(width), Ok(height)) = (u16::try_from(decoded.pixels.width), u16::try_from(decoded.pixels.height)) else {
+        let (Ok(width), Ok(height)) = (u16::try_from(decoded.pixels.width), u16::try_from(decoded.pixels.height))
+        else {
             return Err("a JPEG is at most 65535 pixels a side".into());
         };
         let mut canvas = Canvas::new(&decoded.pixels);

@@ -64,9 +64,7 @@ fn resize_u8_plain(src: &[u8], (sw, sh): (usize, usize), (dw, dh): (usize, usize
             // OpenCV's 2×2 path rounds halves up: (sum + 2) >> 2.
             (0..dw * dh * channels).map(|i| ((block_sum(src, (sw, dw), (2, 2), channels, i) + 2) >> 2) as u8).collect()
         }
-        Method::Blocks(bx, by) => {
-            rounded(&blocks(|i| f32::from(src[i]), (sw, dw, dh), (bx, by), channels))
-        }
+        Method::Blocks(bx, by) => rounded(&blocks(|i| f32::from(src[i]), (sw, dw, dh), (bx, by), channels)),
         Method::Area => rounded(&area(src, f32::from, (sw, sh), (dw, dh), channels)),
         Method::Bilinear => {
             let wide: Vec<f64> = src.iter().map(|v| f64::from(*v)).collect();

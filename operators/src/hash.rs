@@ -131,8 +131,8 @@ pub fn dhash(pixels: &Pixels) -> u64 {
         #[inline(always)]
         || {
             for (g, p) in grey.iter_mut().zip(pixels.rgb.chunks_exact(3)) {
-                *g = ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16)
-                    as u8;
+                *g =
+                    ((19595 * u32::from(p[0]) + 38470 * u32::from(p[1]) + 7471 * u32::from(p[2]) + 0x8000) >> 16) as u8;
             }
         },
     );

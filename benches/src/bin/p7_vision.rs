@@ -283,9 +283,11 @@ fn main() {
     if run("hash") {
         let frames: Vec<Frame> = film.iter().map(frame).collect();
         let (ours, theirs) = side_by_side(
-            || rate(&frames, 3, |f| {
-                std::hint::black_box(operators::hash::dhash(&decoder.decode(f).expect("decodes")));
-            }),
+            || {
+                rate(&frames, 3, |f| {
+                    std::hint::black_box(operators::hash::dhash(&decoder.decode(f).expect("decodes")));
+                })
+            },
             || baseline("hash", 3, &film),
         );
         println!("hash: frameflow {ours:.1} frames/s, imagehash {theirs:.1} frames/s");
