@@ -189,6 +189,11 @@ fn the_rewrites_that_matter_apply() {
     assert_eq!((blazeface.zero_concats, blazeface.padded_channel_groups), (2, 1), "{blazeface:?}");
     let (_, blazeface) = rewritten("blazeface/back_256x256.onnx", Some(8)).unwrap();
     assert_eq!((blazeface.zero_concats, blazeface.padded_channel_groups), (2, 0), "{blazeface:?}");
+    // MTCNN's PReLUs after its convolutions (not those after its dense layers).
+    let (_, pnet) = rewritten("mtcnn/pnet.onnx", Some(16)).unwrap();
+    assert_eq!(pnet.prelus_as_convs, 3, "{pnet:?}");
+    let (_, onet) = rewritten("mtcnn/onet.onnx", Some(16)).unwrap();
+    assert_eq!(onet.prelus_as_convs, 4, "{onet:?}");
     // Nothing to do for MobileNetV2: it comes out as it went in.
     assert!(rewritten("mobilenet/mobilenet_v2.onnx", Some(16)).is_none());
 }

@@ -22,6 +22,11 @@
 //!   convolution, say) become a 1x1 depthwise convolution, which stays in
 //!   NCHWc where the `Mul` and `Add` made ONNX Runtime leave it and come
 //!   back, on a tensor that had to be reordered twice.
+//! - **PReLU by convolution.** ONNX Runtime runs `PRelu` with a slope per
+//!   channel as a general broadcast, outside NCHWc: it took more of
+//!   MTCNN's P-Net than its convolutions. `PRelu(x)` is
+//!   `(1 - s)·Relu(x) + s·x`, which is a ReLU, two 1x1 depthwise
+//!   convolutions and an addition that ONNX Runtime fuses into the second.
 //! - **Zero channels by convolution.** `Concat(x, zeros)` along channels
 //!   (BlazeFace's residual paths, as the channel count grows) becomes a
 //!   1x1 convolution by the identity, which stays in NCHWc.
@@ -33,7 +38,7 @@
 //!   stay zero: the convolutions that make them get zero filters and
 //!   biases, and those that read them zero weights.
 //!
-//! The last three apply only on x86 (the block size says whether).
+//! The last four apply only on x86 (the block size says whether).
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -47,6 +52,7 @@ pub struct Rewrites {
     pub hard_swish: usize,
     pub folded_into_next_conv: usize,
     pub affines_as_conv: usize,
+    pub prelus_as_convs: usize,
     pub zero_concats: usize,
     pub padded_channel_groups: usize,
 }
@@ -79,6 +85,7 @@ pub fn rewrite(onnx: &[u8], nchwc_block: Option<usize>) -> Result<Option<(Vec<u8
     };
     if let Some(block) = nchwc_block {
         done.affines_as_conv = affines_as_conv(graph, block);
+        done.prelus_as_convs = prelus_as_convs(graph);
         done.zero_concats = zero_concats(graph);
         done.padded_channel_groups = pad_channels(graph, block);
     }
@@ -404,6 +411,57 @@ fn find_affine(graph: &Graph, block: usize) -> Option<Affine> {
     })
 }
 
+fn prelus_as_convs(graph: &mut Graph) -> usize {
+    let mut replaced = 0;
+    while let Some((i, channels, slopes)) = find_prelu(graph) {
+        let prelu = graph.nodes[i].clone();
+        let (x, output) = (&prelu.inputs[0], &prelu.outputs[0]);
+        let relu = graph.fresh_name(&format!("{output}/relu"));
+        let scaled = graph.fresh_name(&format!("{output}/scaled"));
+        let kept = graph.fresh_name(&format!("{output}/kept"));
+        let slope = graph.add_initializer(
+            &format!("{output}/slope"),
+            &Tensor { dims: vec![channels, 1, 1, 1], values: slopes.clone() },
+        );
+        let rest = Tensor { dims: vec![channels, 1, 1, 1], values: slopes.iter().map(|s| 1.0 - s).collect() };
+        let rest = graph.add_initializer(&format!("{output}/rest"), &rest);
+        let depthwise = |name: &str, inputs: Vec<String>| {
+            let mut conv = Node::new("Conv", name.to_owned(), inputs, vec![name.to_owned()]);
+            conv.set_int("group", channels as i64);
+            conv.set_ints("kernel_shape", &[1, 1]);
+            conv
+        };
+        let nodes = [
+            Node::new("Relu", relu.clone(), vec![x.clone()], vec![relu.clone()]),
+            depthwise(&scaled, vec![x.clone(), slope]),
+            depthwise(&kept, vec![relu, rest]),
+            Node::new("Add", graph.fresh_name(output), vec![kept, scaled], vec![output.clone()]),
+        ];
+        graph.nodes.splice(i..=i, nodes);
+        replaced += 1;
+    }
+    replaced
+}
+
+/// A PRelu on a tensor of known channel count with constant slopes: its
+/// index, the channels and a slope per channel.
+fn find_prelu(graph: &Graph) -> Option<(usize, usize, Vec<f32>)> {
+    let uses = Uses::of(graph);
+    graph.nodes.iter().enumerate().find_map(|(i, node)| {
+        let [x, slope] = node.inputs.as_slice() else { return None };
+        if !node.is("PRelu") || node.outputs.len() != 1 {
+            return None;
+        }
+        let channels = channels(graph, &uses, x, 0)?;
+        let slopes = graph.floats(slope)?.values;
+        match slopes.len() {
+            1 => Some((i, channels, vec![slopes[0]; channels])),
+            n if n == channels => Some((i, channels, slopes)),
+            _ => None,
+        }
+    })
+}
+
 fn zero_concats(graph: &mut Graph) -> usize {
     let mut replaced = 0;
     for i in 0..graph.nodes.len() {
@@ -448,7 +506,7 @@ fn channels(graph: &Graph, uses: &Uses, tensor: &str, depth: usize) -> Option<us
     let (_, node) = uses.producer(graph, tensor)?;
     match node.op.as_str() {
         "Conv" => Some(graph.floats(node.inputs.get(1)?)?.dims[0]),
-        "Relu" | "MaxPool" | "AveragePool" | "Add" | "Mul" | "HardSigmoid" | "Clip" if depth < 64 => {
+        "Relu" | "PRelu" | "MaxPool" | "AveragePool" | "Add" | "Mul" | "HardSigmoid" | "Clip" if depth < 64 => {
             channels(graph, uses, node.inputs.first()?, depth + 1)
         }
         _ => None,
