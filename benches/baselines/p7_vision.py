@@ -2,7 +2,7 @@
 """P7 baselines: the Python pipelines a user would write for the same work as
 frameflow's vision operators, on one core, over images held in memory.
 
-Usage: python benches/baselines/p7_vision.py MODE REPEATS IMAGE...
+Usage: python benches/baselines/p7_vision.py MODE IMAGE...
 MODE:
   decode_resize  cv2.imdecode, BGR->RGB, cv2.resize (INTER_LINEAR) into a
                  416x416 letterbox, /255, HWC->CHW float32: the tensor
@@ -29,7 +29,10 @@ MODE:
                  and their labels (DejaVu Sans, white on the label's colour)
                  drawn with ImageDraw as frameflow's ANNOTATE draws them, and
                  the image saved as a JPEG of quality 85.
-Prints the frames/s over REPEATS passes after one warm-up pass.
+After one warm-up pass it says "ready", then reads a number of passes per
+line on stdin and answers each with the frames/s over that many passes, so
+that the caller can take turns with its own pipeline without paying this
+set-up each turn.
 """
 import os
 import sys
@@ -63,7 +66,7 @@ def decode(data):
 
 
 def main():
-    mode, repeats, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    mode, paths = sys.argv[1], sys.argv[2:]
     if mode == "annotate":
         import json
         boxes, paths = json.load(open(paths[0])), paths[1:]
@@ -184,11 +187,14 @@ def main():
         sys.exit(f"unknown mode {mode}")
     for data in images:
         work(data)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        for data in images:
-            work(data)
-    print(f"{repeats * len(images) / (time.perf_counter() - started):.3f}")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        repeats = int(line)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            for data in images:
+                work(data)
+        print(f"{repeats * len(images) / (time.perf_counter() - started):.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,11 +45,11 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The medians of three runs of `ours` and three of `theirs`, taking turns,
+/// The medians of five runs of `ours` and five of `theirs`, taking turns,
 /// so that a change in the machine's load during the runs falls on both.
 pub fn side_by_side(mut ours: impl FnMut() -> f64, mut theirs: impl FnMut() -> f64) -> (f64, f64) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..5 {
         a.push(ours());
         b.push(theirs());
     }

@@ -76,11 +76,16 @@ impl FrameDecoder {
         if decoder.output_colorspace() != Some(ColorSpace::RGB) {
             return Ok(None);
         }
-        let rgb = decoder.decode().map_err(|e| format!("corrupt JPEG: {e}"))?;
-        if rgb.len() != 3 * width as usize * height as usize {
+        let size = 3 * width as usize * height as usize;
+        if decoder.output_buffer_size() != Some(size) {
             return Ok(None);
         }
-        Ok(Some(Pixels { width, height, rgb: Arc::from(rgb) }))
+        // straight into the frame's shared buffer: a copy of a frame costs
+        // as much as a tenth of its decoding
+        let mut rgb: Arc<[u8]> = std::iter::repeat_n(0, size).collect();
+        let buffer = Arc::get_mut(&mut rgb).ok_or("a new buffer is not shared")?;
+        decoder.decode_into(buffer).map_err(|e| format!("corrupt JPEG: {e}"))?;
+        Ok(Some(Pixels { width, height, rgb }))
     }
 
     fn decode_with(&self, decoder: impl ImageDecoder) -> Result<Pixels, String> {

@@ -27,14 +27,17 @@
 //!
 //! Frames: 60 of the quickstart film's frames (640×360 JPEG) for decode +
 //! resize, FACES and CLASSIFY, and the photos with faces from Debian's opencv-doc
-//! for FACES too. Each side's figure is the median of three runs, the two
-//! sides taking turns, so that a change in the machine's load falls on both.
+//! for FACES too. Each side's figure is the median of five runs, the two
+//! sides taking turns, so that a change in the machine's load falls on both;
+//! the Python side is set up once (imports, models, a warm-up pass) and then
+//! timed on request, as frameflow's is.
 //!
 //! `p7_vision [decode] [faces] [blazeface] [haar] [classify] [text] [qr] [motion] [hash] [annotate]` runs only the parts named.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,16 +82,54 @@ fn rate(frames: &[Frame], repeats: usize, mut work: impl FnMut(&Frame)) -> f64 {
     (repeats * frames.len()) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn baseline(mode: &str, repeats: usize, paths: &[PathBuf]) -> f64 {
-    let output = Command::new(assets().join("venv/bin/python"))
-        .arg(repo().join("benches/baselines/p7_vision.py"))
-        .args([mode, &repeats.to_string()])
-        .args(paths)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("python runs");
-    assert!(output.status.success(), "baseline {mode}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().parse().expect("frames/s")
+/// A Python baseline pipeline, set up once (imports, models, images) and
+/// then timed on request, so that its turns and frameflow's can alternate.
+struct Baseline {
+    child: Child,
+    /// Closed when dropped, which ends the baseline's loop.
+    requests: Option<ChildStdin>,
+    answers: BufReader<ChildStdout>,
+    mode: &'static str,
+}
+
+impl Baseline {
+    fn start(mode: &'static str, paths: &[PathBuf]) -> Baseline {
+        let mut child = Command::new(assets().join("venv/bin/python"))
+            .arg(repo().join("benches/baselines/p7_vision.py"))
+            .arg(mode)
+            .args(paths)
+            .env("OMP_NUM_THREADS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let requests = child.stdin.take();
+        let answers = BufReader::new(child.stdout.take().expect("piped"));
+        let mut baseline = Baseline { child, requests, answers, mode };
+        // its set-up and warm-up must not overlap frameflow's first turn
+        assert_eq!(baseline.answer(), "ready", "baseline {mode} did not start (its error is above)");
+        baseline
+    }
+
+    fn answer(&mut self) -> String {
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("baseline answers");
+        line.trim().to_owned()
+    }
+
+    /// Frames/s over `repeats` passes.
+    fn rate(&mut self, repeats: usize) -> f64 {
+        let requests = self.requests.as_mut().expect("open until dropped");
+        writeln!(requests, "{repeats}").expect("baseline reads");
+        self.answer().parse().unwrap_or_else(|_| panic!("baseline {} failed (its error is above)", self.mode))
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        let _ = self.child.wait();
+    }
 }
 
 fn main() {
@@ -106,6 +147,7 @@ fn main() {
     if run("decode") {
         let frames: Vec<Frame> = film.iter().map(frame).collect();
         let mut tensor = Vec::new();
+        let mut python = Baseline::start("decode_resize", &film);
         let (ours, theirs) = side_by_side(
             || {
                 rate(&frames, 5, |f| {
@@ -115,7 +157,7 @@ fn main() {
                     letterbox.fill_chw(&pixels, 0.5, &mut tensor);
                 })
             },
-            || baseline("decode_resize", 5, &film),
+            || python.rate(5),
         );
         println!("decode + resize: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 decode + letterbox 640x360 JPEG to 416x416, 1 core", ours, theirs, "frames/s"));
@@ -128,6 +170,7 @@ fn main() {
         let mut mtcnn = faces.detector().expect("sessions");
         for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 4)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let mut python = Baseline::start("faces", paths);
             let (ours, theirs) = side_by_side(
                 || {
                     rate(&frames, repeats, |f| {
@@ -136,7 +179,7 @@ fn main() {
                         engine::registry::VisionOperator::process(&mut mtcnn, &decoded).expect("faces");
                     })
                 },
-                || baseline("faces", repeats, paths),
+                || python.rate(repeats),
             );
             println!("faces on {what}: frameflow {ours:.1} frames/s, package {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (MTCNN) on {what}, 1 core"), ours, theirs, "frames/s"));
@@ -150,13 +193,14 @@ fn main() {
         let mut detector = prepared.detector().expect("session");
         for (what, paths, repeats) in [("film frames", &film, 2), ("photos", &photos, 10)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let mut python = Baseline::start("blazeface", paths);
             let (ours, theirs) = side_by_side(
                 || {
                     rate(&frames, repeats, |f| {
                         detector.detect(&decoder.decode(f).expect("decodes")).expect("faces");
                     })
                 },
-                || baseline("blazeface", repeats, paths),
+                || python.rate(repeats),
             );
             println!("blazeface on {what}: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (BlazeFace) on {what}, 1 core"), ours, theirs, "frames/s"));
@@ -169,9 +213,10 @@ fn main() {
         let haar = PreparedHaar::load(&store, "haar").expect("run scripts/fetch_assets.sh").detector();
         for (what, paths, repeats) in [("film frames", &film, 1), ("photos", &photos, 2)] {
             let frames: Vec<Frame> = paths.iter().map(frame).collect();
+            let mut python = Baseline::start("haar", paths);
             let (ours, theirs) = side_by_side(
                 || rate(&frames, repeats, |f| drop(haar.detect(&decoder.decode(f).expect("decodes")))),
-                || baseline("haar", repeats, paths),
+                || python.rate(repeats),
             );
             println!("haar on {what}: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
             lines.push(figure(&format!("P7 FACES (Haar cascade) on {what}, 1 core"), ours, theirs, "frames/s"));
@@ -185,6 +230,7 @@ fn main() {
         let prepared = PreparedClassify::load(&store, "mobilenet", config).expect("run scripts/fetch_assets.sh");
         let mut classifier = prepared.classifier().expect("session");
         let frames: Vec<Frame> = film.iter().map(frame).collect();
+        let mut python = Baseline::start("classify", &film);
         let (ours, theirs) = side_by_side(
             || {
                 rate(&frames, 1, |f| {
@@ -192,7 +238,7 @@ fn main() {
                     classifier.classify(&[&pixels]).expect("classifies");
                 })
             },
-            || baseline("classify", 1, &film),
+            || python.rate(1),
         );
         println!("classify: frameflow {ours:.1} frames/s, Python {theirs:.1} frames/s");
         lines.push(figure("P7 CLASSIFY (MobileNetV2) on film frames, 1 core", ours, theirs, "frames/s"));
@@ -208,9 +254,10 @@ fn main() {
                 .map(|n| doc.join(n))
                 .into();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
+        let mut python = Baseline::start("text", &paths);
         let (ours, theirs) = side_by_side(
             || rate(&frames, 1, |f| drop(reader.read(&decoder.decode(f).expect("decodes")).expect("reads"))),
-            || baseline("text", 1, &paths),
+            || python.rate(1),
         );
         println!("text: frameflow {ours:.2} frames/s, RapidOCR {theirs:.2} frames/s");
         lines.push(figure("P7 TEXT (PP-OCRv4) on scene photos, 1 core", ours, theirs, "frames/s"));
@@ -232,13 +279,14 @@ fn main() {
             .collect();
         paths.sort();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
+        let mut python = Baseline::start("qr", &paths);
         let (ours, theirs) = side_by_side(
             || {
                 rate(&frames, 5, |f| {
                     operators::qr::read_codes(&decoder.decode(f).expect("decodes"));
                 })
             },
-            || baseline("qr", 5, &paths),
+            || python.rate(5),
         );
         println!("qr: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 QR on photos with codes, 1 core", ours, theirs, "frames/s"));
@@ -259,6 +307,7 @@ fn main() {
         paths.sort();
         let frames: Vec<Frame> = paths.iter().map(frame).collect();
         let config = MotionConfig { min_area: 400, ..MotionConfig::default() };
+        let mut python = Baseline::start("motion", &paths);
         let (ours, theirs) = side_by_side(
             || {
                 let mut motion = Motion::new(config);
@@ -273,7 +322,7 @@ fn main() {
                     motion.regions(("bench".into(), "cam".into()), seen as i64, &pixels);
                 })
             },
-            || baseline("motion", 2, &paths),
+            || python.rate(2),
         );
         println!("motion: frameflow {ours:.1} frames/s, OpenCV {theirs:.1} frames/s");
         lines.push(figure("P7 MOTION on 768x576 video frames, 1 core", ours, theirs, "frames/s"));
@@ -282,13 +331,14 @@ fn main() {
     // HASH, on film frames.
     if run("hash") {
         let frames: Vec<Frame> = film.iter().map(frame).collect();
+        let mut python = Baseline::start("hash", &film);
         let (ours, theirs) = side_by_side(
             || {
                 rate(&frames, 3, |f| {
                     std::hint::black_box(operators::hash::dhash(&decoder.decode(f).expect("decodes")));
                 })
             },
-            || baseline("hash", 3, &film),
+            || python.rate(3),
         );
         println!("hash: frameflow {ours:.1} frames/s, imagehash {theirs:.1} frames/s");
         lines.push(figure("P7 HASH (dhash) on film frames, 1 core", ours, theirs, "frames/s"));
@@ -329,6 +379,7 @@ fn main() {
         let mut annotate = factory.prepare(&options).expect("annotate").instance().expect("annotate");
         let mut inputs = vec![boxes_file];
         inputs.extend(photos.iter().cloned());
+        let mut python = Baseline::start("annotate", &inputs);
         let (ours, theirs) = side_by_side(
             || {
                 rate(&frames, 10, |f| {
@@ -336,7 +387,7 @@ fn main() {
                     annotate.process(&decoded).expect("annotates");
                 })
             },
-            || baseline("annotate", 10, &inputs),
+            || python.rate(10),
         );
         println!("annotate: frameflow {ours:.1} frames/s, Pillow {theirs:.1} frames/s");
         lines.push(figure("P7 ANNOTATE (faces drawn, JPEG written) on photos, 1 core", ours, theirs, "frames/s"));
