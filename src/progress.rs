@@ -22,24 +22,52 @@ pub struct Reporter {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Frames whose results the sinks have delivered.
 fn frames_done(s: &MetricsSnapshot) -> u64 {
-    s.frames_processed + s.frames_degraded + s.frames_duplicate + s.frames_rejected + s.frames_late
+    s.frames_admitted.saturating_sub(s.frames_in_flight.max(0) as u64)
+}
+
+/// What became of the frames. With one stream, as frames: processed,
+/// degraded, rejected (before the stream or by it), late. With several,
+/// a frame has an outcome in each: the frames refused before any stream,
+/// then each stream's own.
+fn outcomes(s: &MetricsSnapshot) -> String {
+    // Duplicates are named only in jobs that drop them.
+    let duplicates = if s.frames_duplicate > 0 { format!("{} duplicate, ", s.frames_duplicate) } else { String::new() };
+    match s.streams.as_slice() {
+        [] | [_] => {
+            let (processed, degraded, rejected) =
+                s.streams.first().map_or((0, 0, 0), |t| (t.processed, t.degraded, t.rejected));
+            format!(
+                "{processed} processed, {degraded} degraded, {duplicates}{} rejected, {} late",
+                s.frames_rejected + rejected,
+                s.frames_late
+            )
+        }
+        streams => {
+            let mut line = format!("{duplicates}{} rejected, {} late", s.frames_rejected, s.frames_late);
+            for t in streams {
+                line.push_str(&format!(
+                    "; {}: {} processed, {} degraded, {} rejected",
+                    t.name, t.processed, t.degraded, t.rejected
+                ));
+            }
+            line
+        }
+    }
 }
 
 /// The status line; `in_place` (redrawn on a terminal, so it must not
 /// wrap) names only the operator furthest behind.
 fn status(s: &MetricsSnapshot, rate: f64, in_place: bool) -> String {
     let mut line = format!(
-        "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {} degraded, {} duplicate, {} rejected, {} late",
+        "{rate:.1} frames/s | {} done, {} in flight ({:.1} MiB) | {} detections | {} windows closed | {}",
         frames_done(s),
         s.frames_in_flight.max(0),
         s.bytes_in_flight.max(0) as f64 / f64::from(1 << 20),
         s.detections,
         s.windows_closed,
-        s.frames_degraded,
-        s.frames_duplicate,
-        s.frames_rejected,
-        s.frames_late
+        outcomes(s)
     );
     // Each vision operator's lag: frames waiting for it, and for how long
     // the oldest has.
@@ -106,15 +134,10 @@ fn report(metrics: &Metrics, stop: &AtomicBool, in_place: bool, period: Duration
 pub fn summary_line(summary: &RunSummary) -> String {
     let s = &summary.metrics;
     let seconds = summary.elapsed.as_secs_f64();
-    // Duplicates are named only in jobs that drop them.
-    let duplicates = if s.frames_duplicate > 0 { format!("{} duplicate, ", s.frames_duplicate) } else { String::new() };
     format!(
-        "frameflow: done in {seconds:.1} s: {} frames ({} processed, {} degraded, {duplicates}{} rejected, {} late), {} detections, {} windows; {:.1} frames/s",
+        "frameflow: done in {seconds:.1} s: {} frames ({}), {} detections, {} windows; {:.1} frames/s",
         s.frames_admitted,
-        s.frames_processed,
-        s.frames_degraded,
-        s.frames_rejected,
-        s.frames_late,
+        outcomes(s),
         s.detections,
         s.windows_closed,
         frames_done(s) as f64 / seconds.max(1e-9)

@@ -79,6 +79,30 @@ fn corrupt_and_empty_frames_are_dead_lettered_and_the_rest_processed() {
     assert_eq!(outcomes.iter().filter(|o| o["outcome"] == "processed").count(), 20);
 }
 
+/// A job summed each stream's outcomes as if they were frames: two
+/// streams on 22 frames read as 44.
+#[test]
+fn a_job_with_two_streams_counts_each_frame_once() {
+    let dir = tempfile::tempdir().unwrap();
+    make_frames(dir.path());
+    let job = "
+        CREATE SOURCE cams FROM DIRECTORY 'frames';
+        CREATE STREAM detections AS SELECT * FROM DETECT(cams, model => 'objects');
+        CREATE STREAM hashes AS SELECT * FROM HASH(cams);
+        CREATE SINK d FROM detections INTO FILE 'out/detections.jsonl';
+        CREATE SINK h FROM hashes INTO FILE 'out/hashes.jsonl';
+    ";
+    let output = common::run_job(dir.path(), job, &["--workers", "2"]);
+    let stderr = common::stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    // The two undecodable files are refused before either stream reads
+    // them; each stream processes the other 20.
+    let counts = "22 frames (2 rejected, 0 late; detections: 20 processed, 0 degraded, 0 rejected; \
+                  hashes: 20 processed, 0 degraded, 0 rejected)";
+    assert!(stderr.contains(counts), "{stderr}");
+    assert_eq!(common::read_jsonl(&dir.path().join("out/hashes.jsonl")).len(), 20);
+}
+
 #[test]
 fn a_job_with_a_mistake_says_where_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,10 @@
 //! Counters a running job keeps, shared by its workers and read by whoever
 //! shows progress.
+//!
+//! Some count frames (admitted, refused before any stream read them, late,
+//! dropped as duplicates); the rest count what each stream's operator made
+//! of the frames it read, since a frame two streams read has an outcome in
+//! each.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -8,11 +13,10 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub frames_admitted: AtomicU64,
-    pub frames_processed: AtomicU64,
+    /// Frames refused before any stream read them: at intake, as
+    /// undecodable, or by a source's screen that failed on them.
     pub frames_rejected: AtomicU64,
-    /// Frames an operator skipped to catch up (its `max_lag` passed).
-    pub frames_degraded: AtomicU64,
-    /// Frames a stream dropped as near duplicates.
+    /// Frames a source's screen dropped as near duplicates.
     pub frames_duplicate: AtomicU64,
     pub frames_late: AtomicU64,
     pub detections: AtomicU64,
@@ -23,6 +27,18 @@ pub struct Metrics {
     pub bytes_in_flight: AtomicI64,
     /// Each vision operator's backlog, one entry per operator and worker.
     operators: Mutex<Vec<(Arc<str>, Arc<OperatorLag>)>>,
+    /// Each stream's outcomes, one entry per stream and worker.
+    streams: Mutex<Vec<(Arc<str>, Arc<StreamCounts>)>>,
+}
+
+/// What one stream's operator made of its frames, on one worker.
+#[derive(Debug, Default)]
+pub struct StreamCounts {
+    pub processed: AtomicU64,
+    /// Frames it skipped to catch up (its `max_lag` passed).
+    pub degraded: AtomicU64,
+    /// Frames it failed on.
+    pub rejected: AtomicU64,
 }
 
 /// How far one vision operator on one worker is behind its input.
@@ -46,9 +62,8 @@ fn epoch() -> Instant {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     pub frames_admitted: u64,
-    pub frames_processed: u64,
+    /// Refused before any stream read them.
     pub frames_rejected: u64,
-    pub frames_degraded: u64,
     pub frames_duplicate: u64,
     pub frames_late: u64,
     pub detections: u64,
@@ -57,6 +72,17 @@ pub struct MetricsSnapshot {
     pub bytes_in_flight: i64,
     /// Per vision operator, by stream name in plan order, over all workers.
     pub operators: Vec<OperatorLagSnapshot>,
+    /// Per stream with an operator, in plan order, over all workers.
+    pub streams: Vec<StreamSnapshot>,
+}
+
+/// One stream's outcomes over all workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamSnapshot {
+    pub name: Arc<str>,
+    pub processed: u64,
+    pub degraded: u64,
+    pub rejected: u64,
 }
 
 /// One operator's lag over all workers.
@@ -83,6 +109,13 @@ impl Metrics {
         lag
     }
 
+    /// New outcome counters for stream `name` on one worker.
+    pub fn stream(&self, name: &str) -> Arc<StreamCounts> {
+        let counts = Arc::new(StreamCounts::default());
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).push((name.into(), counts.clone()));
+        counts
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut operators: Vec<OperatorLagSnapshot> = Vec::new();
@@ -100,11 +133,22 @@ impl Metrics {
             let waited = if oldest == 0 { 0 } else { now.saturating_sub(oldest) };
             operators[at].waited_ms = operators[at].waited_ms.max(waited);
         }
+        let mut streams: Vec<StreamSnapshot> = Vec::new();
+        for (name, counts) in self.streams.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let at = match streams.iter().position(|s| s.name == *name) {
+                Some(at) => at,
+                None => {
+                    streams.push(StreamSnapshot { name: name.clone(), ..Default::default() });
+                    streams.len() - 1
+                }
+            };
+            streams[at].processed += get(&counts.processed);
+            streams[at].degraded += get(&counts.degraded);
+            streams[at].rejected += get(&counts.rejected);
+        }
         MetricsSnapshot {
             frames_admitted: get(&self.frames_admitted),
-            frames_processed: get(&self.frames_processed),
             frames_rejected: get(&self.frames_rejected),
-            frames_degraded: get(&self.frames_degraded),
             frames_duplicate: get(&self.frames_duplicate),
             frames_late: get(&self.frames_late),
             detections: get(&self.detections),
@@ -112,6 +156,7 @@ impl Metrics {
             frames_in_flight: self.frames_in_flight.load(Ordering::Relaxed),
             bytes_in_flight: self.bytes_in_flight.load(Ordering::Relaxed),
             operators,
+            streams,
         }
     }
 }

@@ -290,7 +290,8 @@ fn a_slow_operator_shows_its_backlog_and_then_none() {
     done.store(true, Ordering::Relaxed);
     let (queued, waited) = sampler.join().unwrap();
     // Frame 13 fails; the others are processed.
-    assert_eq!(ran.summary.metrics.frames_processed, FRAMES as u64 - 1);
+    let slow = &ran.summary.metrics.streams[0];
+    assert_eq!((&*slow.name, slow.processed, slow.rejected), ("slow", FRAMES as u64 - 1, 1));
     // All frames are admitted at once, and the operator takes 10 ms each:
     // most of them wait, the last for about 400 ms.
     assert!(queued >= FRAMES as u64 / 2, "at most {queued} frames were seen waiting");
@@ -376,7 +377,18 @@ fn an_operator_behind_its_max_lag_sheds_frames_and_says_so() {
     let processed = count(&ran.outcomes, "model", Outcome::Processed);
     assert!(degraded >= all / 3, "only {degraded} of {all} frames were shed");
     assert!(processed >= all / 6, "only {processed} of {all} frames were kept");
-    assert_eq!(ran.summary.metrics.frames_degraded as usize, degraded);
+    // Counted per stream: a frame both streams read is one frame, with an
+    // outcome in each.
+    let metrics = &ran.summary.metrics;
+    assert_eq!(metrics.frames_admitted as usize, all);
+    let streams: Vec<_> = metrics.streams.iter().map(|s| (&*s.name, s.processed, s.degraded, s.rejected)).collect();
+    let of = |stage: &'static str| {
+        let [p, d, r] =
+            [Outcome::Processed, Outcome::Degraded, Outcome::Rejected].map(|o| count(&ran.outcomes, stage, o));
+        assert_eq!(p + d + r, all, "{stage}: an outcome per frame");
+        (stage, p as u64, d as u64, r as u64)
+    };
+    assert_eq!(streams, [of("model"), of("cheap")]);
     for o in ran.outcomes.iter().filter(|o| o.outcome == Outcome::Degraded) {
         let reason = o.reason.as_deref().unwrap_or_default();
         assert!(reason.starts_with("shed: model was ") && reason.ends_with("(max_lag 100 ms)"), "{reason}");

@@ -190,7 +190,7 @@ fn engine_fps(frames: &Arc<Vec<Frame>>, pixels: &HashMap<Arc<str>, Pixels>, work
     let config = RunConfig { workers: 1, ..RunConfig::default() };
     let started = Instant::now();
     let summary = run(plan, &registry, &config, Arc::new(Metrics::default())).expect("job runs");
-    assert_eq!(summary.metrics.frames_processed as usize, frames.len());
+    assert_eq!(summary.metrics.streams[0].processed as usize, frames.len());
     frames.len() as f64 / started.elapsed().as_secs_f64()
 }
 

@@ -21,7 +21,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::dataflow::outcome;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamCounts};
 use crate::model::{DecodedFrame, Detection, FrameOutcome, Outcome};
 use crate::plan::Options;
 use crate::registry::{FrameResult, Refusal, VisionOperator};
@@ -113,14 +113,16 @@ pub(crate) fn run_operator<'scope>(
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
-    let counts = metrics.clone();
+    let counts = metrics.stream(name);
+    let (tally, totals) = (counts.clone(), metrics.clone());
     let found = move |decoded: DecodedFrame, found: Vec<Detection>| {
-        Metrics::add(&counts.frames_processed, 1);
-        Metrics::add(&counts.detections, found.len() as u64);
+        Metrics::add(&tally.processed, 1);
+        Metrics::add(&totals.detections, found.len() as u64);
         let processed = outcome(&decoded.frame, Outcome::Processed, &stage, None, found.len() as u32);
         found.into_iter().map(Ok).chain([Err(processed)]).collect()
     };
-    run(frames, name, operator, per_camera, policy, metrics, found).ok_err(|result| result)
+    let counters = Counters { job: metrics, stream: Some(counts) };
+    run(frames, name, operator, per_camera, policy, counters, found).ok_err(|result| result)
 }
 
 /// Runs an operator that screens frames (`dedup` on a source): the frames
@@ -134,7 +136,16 @@ pub(crate) fn screen<'scope>(
     metrics: Arc<Metrics>,
 ) -> (StreamVec<'scope, Tick, DecodedFrame>, StreamVec<'scope, Tick, FrameOutcome>) {
     let pass = |decoded: DecodedFrame, _: Vec<Detection>| vec![Ok(decoded)];
-    run(frames, name, operator, true, RunPolicy::default(), metrics, pass).ok_err(|result| result)
+    let counters = Counters { job: metrics, stream: None };
+    run(frames, name, operator, true, RunPolicy::default(), counters, pass).ok_err(|result| result)
+}
+
+/// Where [`run`] counts outcomes.
+struct Counters {
+    job: Arc<Metrics>,
+    /// The stream's own; `None` for a screen, whose outcomes are the
+    /// frames' own (it runs before any stream).
+    stream: Option<Arc<StreamCounts>>,
 }
 
 /// The operator of [`run_operator`] and [`screen`]: `found` makes what a
@@ -145,12 +156,13 @@ fn run<'scope, T: Clone + 'static>(
     mut operator: Box<dyn VisionOperator>,
     per_camera: bool,
     policy: RunPolicy,
-    metrics: Arc<Metrics>,
+    counters: Counters,
     found: impl Fn(DecodedFrame, Vec<Detection>) -> Vec<Result<T, FrameOutcome>> + 'static,
 ) -> StreamVec<'scope, Tick, Result<T, FrameOutcome>> {
     let stage: Arc<str> = name.into();
     let name = name.to_owned();
     let scope = frames.scope();
+    let Counters { job: metrics, stream: counts } = counters;
     let lag = metrics.operator(&name);
     // An operator with state per camera runs frame by frame: a failed
     // batch run again frame by frame would meet state the batch changed.
@@ -221,7 +233,10 @@ fn run<'scope, T: Clone + 'static>(
                             let n = shed_count.entry(camera).or_insert(0);
                             *n += 1;
                             if policy.keep_every == 0 || !(*n - 1).is_multiple_of(policy.keep_every) {
-                                Metrics::add(&metrics.frames_degraded, 1);
+                                // only streams shed: a screen runs with the default policy
+                                if let Some(counts) = &counts {
+                                    Metrics::add(&counts.degraded, 1);
+                                }
                                 let reason = format!(
                                     "shed: {name} was {} ms behind (max_lag {} ms)",
                                     behind.as_millis(),
@@ -250,7 +265,7 @@ fn run<'scope, T: Clone + 'static>(
                             session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
                         }
                         Err(Refusal::Failed(reason)) => {
-                            Metrics::add(&metrics.frames_rejected, 1);
+                            Metrics::add(counts.as_ref().map_or(&metrics.frames_rejected, |c| &c.rejected), 1);
                             session.give(Err(outcome(frame, Outcome::Rejected, &stage, Some(reason), 0)));
                         }
                     }
