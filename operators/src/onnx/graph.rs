@@ -2,14 +2,17 @@
 //! the parts frameflow's rewrites read and change, with everything else
 //! kept as it came.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use super::proto::{Message, Value};
 
 // Field numbers from onnx.proto3.
+const MODEL_IR_VERSION: u32 = 1;
 const MODEL_GRAPH: u32 = 7;
 const GRAPH_NODE: u32 = 1;
 const GRAPH_INITIALIZER: u32 = 5;
+const GRAPH_INPUT: u32 = 11;
 const GRAPH_OUTPUT: u32 = 12;
 const GRAPH_VALUE_INFO: u32 = 13;
 const NODE_INPUT: u32 = 1;
@@ -23,6 +26,8 @@ const ATTR_F: u32 = 2;
 const ATTR_I: u32 = 3;
 const ATTR_S: u32 = 4;
 const ATTR_T: u32 = 5;
+const ATTR_G: u32 = 6;
+const ATTR_GRAPHS: u32 = 11;
 const ATTR_INTS: u32 = 8;
 const ATTR_TYPE: u32 = 20;
 const ATTR_TYPE_FLOAT: u64 = 1;
@@ -49,7 +54,10 @@ impl Model {
     pub(crate) fn parse(bytes: &[u8]) -> Result<Model, String> {
         let mut rest = Message::parse(bytes)?;
         let graph = rest.bytes(MODEL_GRAPH).last().ok_or("the model has no graph")?;
-        let graph = Graph::parse(graph)?;
+        // From IR version 4 an initializer that is also a graph input is
+        // only a default the caller may replace: not a constant.
+        let overridable = rest.varint(MODEL_IR_VERSION).is_some_and(|v| v >= 4);
+        let graph = Graph::parse(graph, overridable)?;
         rest.remove(MODEL_GRAPH);
         Ok(Model { rest, graph })
     }
@@ -73,11 +81,21 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    fn parse(bytes: &[u8]) -> Result<Graph, String> {
+    fn parse(bytes: &[u8], overridable: bool) -> Result<Graph, String> {
         let mut rest = Message::parse(bytes)?;
         let nodes = rest.bytes(GRAPH_NODE).map(Node::parse).collect::<Result<Vec<_>, _>>()?;
         let initializers = rest.bytes(GRAPH_INITIALIZER).map(Message::parse).collect::<Result<Vec<_>, _>>()?;
-        let by_name = initializers.iter().enumerate().map(|(i, t)| (t.string(TENSOR_NAME), i)).collect();
+        let inputs: HashSet<String> = if overridable {
+            rest.bytes(GRAPH_INPUT).filter_map(|v| Message::parse(v).ok()).map(|v| v.string(1)).collect()
+        } else {
+            HashSet::new()
+        };
+        let by_name = initializers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.string(TENSOR_NAME), i))
+            .filter(|(name, _)| !inputs.contains(name))
+            .collect();
         for field in [GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_VALUE_INFO] {
             rest.remove(field);
         }
@@ -122,9 +140,19 @@ impl Graph {
         consumers
     }
 
-    /// Whether any initializer keeps its values in another file.
+    /// Whether any initializer or constant keeps its values in another
+    /// file.
     pub(crate) fn has_external_data(&self) -> bool {
-        self.initializers.iter().any(|t| t.varint(TENSOR_DATA_LOCATION) == Some(EXTERNAL))
+        let external = |t: &Message| t.varint(TENSOR_DATA_LOCATION) == Some(EXTERNAL);
+        let constants = self.nodes.iter().filter(|n| n.op == "Constant").filter_map(|n| n.tensor_message("value"));
+        self.initializers.iter().any(external) || constants.into_iter().any(|t| external(&t))
+    }
+
+    /// Whether any node holds a graph of its own (`If`, `Loop`, `Scan`),
+    /// whose nodes may read this graph's tensors by name.
+    pub(crate) fn has_subgraphs(&self) -> bool {
+        let holds_graph = |a: &Message| a.bytes(ATTR_G).next().is_some() || a.bytes(ATTR_GRAPHS).next().is_some();
+        self.nodes.iter().any(|n| n.attributes.iter().any(holds_graph))
     }
 
     /// Whether `name` is an initializer or a `Constant` node's output.
@@ -134,20 +162,25 @@ impl Graph {
 
     fn constant_node(&self, name: &str) -> Option<Message> {
         let node = self.nodes.iter().find(|n| n.op == "Constant" && n.outputs.first().is_some_and(|o| o == name))?;
-        Message::parse(node.attribute("value")?.bytes(ATTR_T).next()?).ok()
+        node.tensor_message("value")
     }
 
-    fn tensor_message(&self, name: &str) -> Option<Message> {
+    fn tensor_message(&self, name: &str) -> Option<Cow<'_, Message>> {
         match self.by_name.get(name) {
-            Some(&i) => self.initializers.get(i).cloned(),
-            None => self.constant_node(name),
+            Some(&i) => self.initializers.get(i).map(Cow::Borrowed),
+            None => self.constant_node(name).map(Cow::Owned),
         }
+    }
+
+    /// The shape of the constant `name`, without reading its values.
+    pub(crate) fn constant_dims(&self, name: &str) -> Option<Vec<usize>> {
+        dims(self.tensor_message(name)?.as_ref())
     }
 
     /// The constant float tensor `name`, if it is one and is stored in the
     /// model file.
     pub(crate) fn floats(&self, name: &str) -> Option<Tensor> {
-        float_tensor(&self.tensor_message(name)?)
+        float_tensor(self.tensor_message(name)?.as_ref())
     }
 
     /// The constant 64-bit integer tensor `name`, flattened.
@@ -163,22 +196,31 @@ impl Graph {
         (values.len() == dims(&tensor)?.iter().product::<usize>()).then_some(values)
     }
 
-    /// The one value of a constant float tensor of one element.
+    /// The one value of a constant float tensor of one element and rank 0
+    /// or 1 (a higher rank would raise the rank of what it is broadcast
+    /// with).
     pub(crate) fn scalar(&self, name: &str) -> Option<f32> {
+        if self.constant_dims(name)?.len() > 1 {
+            return None;
+        }
         self.floats(name).filter(|t| t.values.len() == 1).map(|t| t.values[0])
     }
 
     /// Adds `tensor` as a new initializer named after `hint`; its name.
     pub(crate) fn add_initializer(&mut self, hint: &str, tensor: &Tensor) -> String {
         let name = self.fresh_name(hint);
+        self.add_named_initializer(&name, tensor);
+        name
+    }
+
+    fn add_named_initializer(&mut self, name: &str, tensor: &Tensor) {
         let mut message = Message::default();
         message.push_varints(TENSOR_DIMS, tensor.dims.iter().map(|&d| d as u64));
         message.push(TENSOR_DATA_TYPE, Value::Varint(FLOAT));
-        message.push_string(TENSOR_NAME, &name);
+        message.push_string(TENSOR_NAME, name);
         message.push(TENSOR_RAW_DATA, Value::Bytes(tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect()));
-        self.by_name.insert(name.clone(), self.initializers.len());
+        self.by_name.insert(name.to_owned(), self.initializers.len());
         self.initializers.push(message);
-        name
     }
 
     /// A tensor or node name no other has.
@@ -286,7 +328,16 @@ impl Node {
 
     /// Whether this is the ONNX operator `op` (not another domain's).
     pub(crate) fn is(&self, op: &str) -> bool {
-        self.op == op && (self.domain.is_empty() || self.domain == "ai.onnx")
+        self.op == op && self.onnx()
+    }
+
+    /// The operator, if it is one of ONNX's own; "" for another domain's.
+    pub(crate) fn onnx_op(&self) -> &str {
+        if self.onnx() { &self.op } else { "" }
+    }
+
+    fn onnx(&self) -> bool {
+        self.domain.is_empty() || self.domain == "ai.onnx"
     }
 
     fn attribute(&self, name: &str) -> Option<&Message> {
@@ -315,7 +366,11 @@ impl Node {
 
     /// The float tensor in attribute `name` (a `ConstantOfShape`'s fill).
     pub(crate) fn tensor_attribute(&self, name: &str) -> Option<Tensor> {
-        float_tensor(&Message::parse(self.attribute(name)?.bytes(ATTR_T).next()?).ok()?)
+        float_tensor(&self.tensor_message(name)?)
+    }
+
+    fn tensor_message(&self, name: &str) -> Option<Message> {
+        Message::parse(self.attribute(name)?.bytes(ATTR_T).next()?).ok()
     }
 
     pub(crate) fn set_int(&mut self, name: &str, value: i64) {
@@ -342,6 +397,38 @@ impl Node {
         attribute.push_string(ATTR_NAME, name);
         attribute.push(ATTR_TYPE, Value::Varint(ATTR_TYPE_INTS));
         attribute.push_varints(ATTR_INTS, values.iter().map(|&v| v as u64));
+        self.attributes.push(attribute);
+    }
+}
+
+#[cfg(test)]
+impl Model {
+    /// A model of `nodes`, with `constants` as its initializers and
+    /// `outputs` as its outputs.
+    pub(crate) fn of(nodes: Vec<Node>, constants: &[(&str, Tensor)], outputs: &[&str]) -> Model {
+        let mut graph =
+            Graph { nodes, initializers: Vec::new(), by_name: HashMap::new(), rest: Message::default(), fresh: 0 };
+        for (name, tensor) in constants {
+            graph.add_named_initializer(name, tensor);
+        }
+        for output in outputs {
+            let mut value_info = Message::default();
+            value_info.push_string(1, output);
+            graph.rest.push(GRAPH_OUTPUT, Value::Bytes(value_info.to_bytes()));
+        }
+        let mut rest = Message::default();
+        rest.push(MODEL_IR_VERSION, Value::Varint(8));
+        Model { rest, graph }
+    }
+}
+
+#[cfg(test)]
+impl Node {
+    /// Gives the node an (empty) graph attribute, as `If` has.
+    pub(crate) fn set_graph(&mut self, name: &str) {
+        let mut attribute = Message::default();
+        attribute.push_string(ATTR_NAME, name);
+        attribute.push(ATTR_G, Value::Bytes(Vec::new()));
         self.attributes.push(attribute);
     }
 }

@@ -212,7 +212,12 @@ fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
         .with_optimized_model_path(&out)
         .map_err(|e| fail(&e))?;
     let made = match &rewritten {
-        Some((bytes, _)) => builder.commit_from_memory(bytes),
+        // A rewrite ONNX Runtime refuses is frameflow's bug, not the
+        // model's: the model runs as it came, and says so.
+        Some((bytes, _)) => builder.commit_from_memory(bytes).or_else(|e| {
+            eprintln!("frameflow: model `{}` runs without frameflow's rewrites: {e}", model.display());
+            builder.commit_from_file(model)
+        }),
         None => builder.commit_from_file(model),
     }
     .map_err(|e| fail(&e));

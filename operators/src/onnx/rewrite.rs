@@ -73,7 +73,9 @@ impl Rewrites {
 /// Bytes that are not a protobuf message with a graph.
 pub fn rewrite(onnx: &[u8], nchwc_block: Option<usize>) -> Result<Option<(Vec<u8>, Rewrites)>, String> {
     let mut model = Model::parse(onnx)?;
-    if model.graph.has_external_data() {
+    // A subgraph's nodes read this graph's tensors by name, unseen by the
+    // rewrites' bookkeeping: such models are left as they are.
+    if model.graph.has_external_data() || model.graph.has_subgraphs() {
         return Ok(None);
     }
     let graph = &mut model.graph;
@@ -339,7 +341,7 @@ fn unpadded(conv: &Node) -> bool {
 
 /// A convolution's constant weights and bias (if it has one).
 fn conv_constants(graph: &Graph, conv: &Node) -> Option<(Tensor, Option<Tensor>)> {
-    let weights = graph.floats(conv.inputs.get(1)?).filter(|w| w.dims.len() == 4 && w.dims[0] > 0)?;
+    let weights = graph.floats(conv.inputs.get(1)?).filter(|w| w.dims.len() == 4 && w.dims.iter().all(|&d| d > 0))?;
     match conv.inputs.get(2).filter(|b| !b.is_empty()) {
         None => Some((weights, None)),
         Some(b) => {
@@ -394,7 +396,7 @@ fn find_affine(graph: &Graph, block: usize) -> Option<Affine> {
     graph.nodes.iter().enumerate().find_map(|(i, node)| {
         let (x, k) = with_scalar(graph, node)?;
         let out = node.outputs.first()?;
-        let mut affine = match node.op.as_str() {
+        let mut affine = match node.onnx_op() {
             "Mul" if !shifted_next(out) => {
                 Affine { nodes: vec![i], input: x.to_owned(), channels: 0, scale: k, shift: 0.0 }
             }
@@ -406,7 +408,7 @@ fn find_affine(graph: &Graph, block: usize) -> Option<Affine> {
             affine.input = y.to_owned();
             affine.scale = s;
         }
-        affine.channels = channels(graph, &uses, &affine.input, 0)?;
+        affine.channels = channels(graph, &uses, &affine.input)?;
         (affine.channels > 1 && affine.channels % block == 0).then_some(affine)
     })
 }
@@ -452,11 +454,12 @@ fn find_prelu(graph: &Graph) -> Option<(usize, usize, Vec<f32>)> {
         if !node.is("PRelu") || node.outputs.len() != 1 {
             return None;
         }
-        let channels = channels(graph, &uses, x, 0)?;
-        let slopes = graph.floats(slope)?.values;
-        match slopes.len() {
-            1 => Some((i, channels, vec![slopes[0]; channels])),
-            n if n == channels => Some((i, channels, slopes)),
+        let channels = channels(graph, &uses, x)?;
+        let slopes = graph.floats(slope)?;
+        // broadcast against [N, C, H, W]: one slope, or one per channel
+        match slopes.dims.as_slice() {
+            [] | [1] | [1, 1] | [1, 1, 1] | [1, 1, 1, 1] => Some((i, channels, vec![slopes.values[0]; channels])),
+            [c, 1, 1] | [1, c, 1, 1] if *c == channels => Some((i, channels, slopes.values)),
             _ => None,
         }
     })
@@ -497,20 +500,48 @@ fn zero_concat(graph: &Graph, node: &Node) -> Option<(String, usize, usize)> {
     if !fill.is("ConstantOfShape") || !zero_fill || shape.len() != 4 {
         return None;
     }
-    Some((x.clone(), channels(graph, &uses, x, 0)?, usize::try_from(shape[1]).ok()?))
+    Some((x.clone(), channels(graph, &uses, x)?, usize::try_from(shape[1]).ok()?))
 }
 
-/// The channel count of `tensor`, from the convolution that (through
+/// The channel count of `tensor`, from the 2-D convolutions that (through
 /// channel-wise operators) made it.
-fn channels(graph: &Graph, uses: &Uses, tensor: &str, depth: usize) -> Option<usize> {
+fn channels(graph: &Graph, uses: &Uses, tensor: &str) -> Option<usize> {
+    channels_from(graph, uses, tensor, &mut HashMap::new(), 0)
+}
+
+/// [`channels`], remembering each tensor's: residual blocks reach the same
+/// tensors by many paths.
+fn channels_from(
+    graph: &Graph,
+    uses: &Uses,
+    tensor: &str,
+    known: &mut HashMap<String, Option<usize>>,
+    depth: usize,
+) -> Option<usize> {
+    if let Some(&channels) = known.get(tensor) {
+        return channels;
+    }
     let (_, node) = uses.producer(graph, tensor)?;
-    match node.op.as_str() {
-        "Conv" => Some(graph.floats(node.inputs.get(1)?)?.dims[0]),
-        "Relu" | "PRelu" | "MaxPool" | "AveragePool" | "Add" | "Mul" | "HardSigmoid" | "Clip" if depth < 64 => {
-            channels(graph, uses, node.inputs.first()?, depth + 1)
+    let channels = match node.onnx_op() {
+        "Conv" => match graph.constant_dims(node.inputs.get(1)?)?.as_slice() {
+            [filters, _, _, _] => Some(*filters),
+            _ => None,
+        },
+        "Relu" | "PRelu" | "MaxPool" | "AveragePool" | "HardSigmoid" | "Clip" if depth < 256 => {
+            channels_from(graph, uses, node.inputs.first()?, known, depth + 1)
+        }
+        // every operand but a scalar constant must say the same
+        "Add" | "Mul" if depth < 256 => {
+            let mut counts = node.inputs.iter().filter(|i| graph.scalar(i).is_none());
+            let first = channels_from(graph, uses, counts.next()?, known, depth + 1);
+            let rest: Vec<&String> = counts.collect();
+            let agree = rest.into_iter().all(|i| channels_from(graph, uses, i, known, depth + 1) == first);
+            first.filter(|_| agree)
         }
         _ => None,
-    }
+    };
+    known.insert(tensor.to_owned(), channels);
+    channels
 }
 
 fn pad_channels(graph: &mut Graph, block: usize) -> usize {
@@ -595,12 +626,9 @@ fn next_padding(graph: &Graph, block: usize, tried: &mut HashSet<usize>) -> Opti
 
 /// A depthwise convolution's channel count.
 fn depthwise_channels(graph: &Graph, conv: &Node) -> Option<usize> {
-    if !conv.is("Conv") {
-        return None;
-    }
-    let (weights, _) = conv_constants(graph, conv)?;
-    let channels = weights.dims[0];
-    (weights.dims[1] == 1 && channels > 1 && conv.int("group") == Some(channels as i64)).then_some(channels)
+    let channels = filters(graph, conv)?;
+    let depthwise = conv.is("Conv") && weight_inputs(graph, conv) == Some(1) && channels > 1;
+    (depthwise && conv.int("group") == Some(channels as i64)).then_some(channels)
 }
 
 fn padding_from(graph: &Graph, uses: &Uses, start: &str, channels: usize) -> Option<Padding> {
@@ -615,25 +643,29 @@ fn padding_from(graph: &Graph, uses: &Uses, start: &str, channels: usize) -> Opt
             return None;
         }
         let (p, maker) = uses.producer(graph, &tensor)?;
-        match maker.op.as_str() {
+        match maker.onnx_op() {
             "Conv" if depthwise_channels(graph, maker) == Some(channels) => {
                 let conv = plan.conv(graph, p)?;
                 (conv.depthwise, conv.filters) = (true, true);
                 queue.push(maker.inputs[0].clone());
             }
-            "Conv" if maker.int("group").unwrap_or(1) == 1 => plan.conv(graph, p)?.filters = true,
-            "Relu" | "MaxPool" => queue.push(maker.inputs.first()?.clone()),
+            "Conv" if maker.int("group").unwrap_or(1) == 1 && filters(graph, maker) == Some(channels) => {
+                plan.conv(graph, p)?.filters = true;
+            }
+            "Relu" | "MaxPool" if one_output(maker) => queue.push(maker.inputs.first()?.clone()),
             "Add" if maker.inputs.len() == 2 => queue.extend(maker.inputs.iter().cloned()),
             _ => return None,
         }
         for &r in uses.readers(&tensor) {
             let reader = &graph.nodes[r];
             let output = reader.outputs.first()?.clone();
-            match reader.op.as_str() {
+            match reader.onnx_op() {
                 "Conv" if reader.inputs[0] != tensor || reader.inputs[1..].contains(&tensor) => return None,
                 "Conv" if depthwise_channels(graph, reader) == Some(channels) => queue.push(output),
-                "Conv" if reader.int("group").unwrap_or(1) == 1 => plan.conv(graph, r)?.inputs = true,
-                "Relu" | "MaxPool" => queue.push(output),
+                "Conv" if reader.int("group").unwrap_or(1) == 1 && weight_inputs(graph, reader) == Some(channels) => {
+                    plan.conv(graph, r)?.inputs = true;
+                }
+                "Relu" | "MaxPool" if one_output(reader) => queue.push(output),
                 "Add" if reader.inputs.len() == 2 => {
                     queue.extend(reader.inputs.iter().cloned());
                     queue.push(output);
@@ -643,6 +675,22 @@ fn padding_from(graph: &Graph, uses: &Uses, start: &str, channels: usize) -> Opt
         }
     }
     Some(plan)
+}
+
+/// A 2-D convolution's filter count, from its weights' shape.
+fn filters(graph: &Graph, conv: &Node) -> Option<usize> {
+    graph.constant_dims(conv.inputs.get(1)?).filter(|d| d.len() == 4).map(|d| d[0])
+}
+
+/// A 2-D convolution's input channels per group, from its weights' shape.
+fn weight_inputs(graph: &Graph, conv: &Node) -> Option<usize> {
+    graph.constant_dims(conv.inputs.get(1)?).filter(|d| d.len() == 4).map(|d| d[1])
+}
+
+/// Whether the node gives one output (MaxPool may give its indices too,
+/// which padding would change).
+fn one_output(node: &Node) -> bool {
+    node.outputs.iter().filter(|o| !o.is_empty()).count() == 1
 }
 
 /// `tensor` in a larger shape, its values in the leading corner, zeros
@@ -660,4 +708,122 @@ fn zero_padded(tensor: &Tensor, dims: &[usize]) -> Tensor {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tensor(dims: &[usize], value: impl Fn(usize) -> f32) -> Tensor {
+        Tensor { dims: dims.to_vec(), values: (0..dims.iter().product()).map(value).collect() }
+    }
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+        let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        Node::new(op, outputs[0].to_owned(), names(inputs), names(outputs))
+    }
+
+    fn conv(inputs: &[&str], output: &str, group: i64, kernel: i64) -> Node {
+        let mut conv = node("Conv", inputs, &[output]);
+        conv.set_int("group", group);
+        conv.set_ints("kernel_shape", &[kernel, kernel]);
+        conv.set_ints("pads", &[kernel / 2; 4]);
+        conv
+    }
+
+    /// What the rewrites for AVX-512 did to `model`, and its ops after.
+    fn rewritten(model: &Model) -> Option<(Rewrites, Vec<String>, Graph)> {
+        let (bytes, done) = rewrite(&model.to_bytes(), Some(16)).unwrap()?;
+        let graph = Model::parse(&bytes).unwrap().graph;
+        Some((done, graph.nodes.iter().map(|n| n.op.clone()).collect(), graph))
+    }
+
+    #[test]
+    fn a_scale_after_a_convolution_folds_into_it_unless_it_would_raise_the_rank() {
+        let weights = ("w", tensor(&[4, 3, 3, 3], |i| i as f32));
+        let model = |scale: &[usize]| {
+            let nodes = vec![conv(&["x", "w"], "y", 1, 3), node("Mul", &["s", "y"], &["z"])];
+            Model::of(nodes, &[weights.clone(), ("s", tensor(scale, |_| 0.5))], &["z"])
+        };
+        let (done, ops, graph) = rewritten(&model(&[1])).unwrap();
+        assert_eq!((done.folded_into_previous_conv, ops), (1, vec!["Conv".to_owned()]));
+        let folded = graph.floats(&graph.nodes[0].inputs[1]).unwrap();
+        assert_eq!(folded, tensor(&[4, 3, 3, 3], |i| i as f32 * 0.5));
+        assert_eq!(graph.nodes[0].outputs, ["z"]);
+        // a [1,1,1,1,1] operand makes the product 5-D: not a scalar here
+        assert!(rewritten(&model(&[1, 1, 1, 1, 1])).is_none());
+    }
+
+    #[test]
+    fn hard_swish_needs_its_whole_pattern() {
+        let constants =
+            [("three", tensor(&[], |_| 3.0)), ("zero", tensor(&[], |_| 0.0)), ("six", tensor(&[], |_| 6.0))];
+        let model = |clip: &[&str]| {
+            let nodes = vec![
+                node("Add", &["x", "three"], &["a"]),
+                node("Clip", clip, &["c"]),
+                node("Mul", &["x", "c"], &["m"]),
+                node("Div", &["m", "six"], &["y"]),
+            ];
+            Model::of(nodes, &constants, &["y"])
+        };
+        let (done, ops, _) = rewritten(&model(&["a", "zero", "six"])).unwrap();
+        assert_eq!((done.hard_swish, ops), (1, vec!["HardSigmoid".to_owned(), "Mul".to_owned()]));
+        assert!(rewritten(&model(&["a", "zero"])).is_none(), "a Clip with no upper bound is not hard-swish");
+    }
+
+    #[test]
+    fn a_prelu_becomes_convolutions_only_with_a_slope_per_channel() {
+        let model = |slope: &[usize]| {
+            let nodes = vec![conv(&["x", "w"], "y", 1, 3), node("PRelu", &["y", "s"], &["z"])];
+            let constants = [("w", tensor(&[16, 3, 3, 3], |_| 0.1)), ("s", tensor(slope, |i| i as f32 / 16.0))];
+            Model::of(nodes, &constants, &["z"])
+        };
+        let (done, ops, _) = rewritten(&model(&[16, 1, 1])).unwrap();
+        assert_eq!(done.prelus_as_convs, 1);
+        assert_eq!(ops, ["Conv", "Relu", "Conv", "Conv", "Add"]);
+        // [16] broadcasts against the width, not the channels
+        assert!(rewritten(&model(&[16])).is_none());
+    }
+
+    #[test]
+    fn a_model_with_subgraphs_is_left_as_it_is() {
+        let mut branch = node("If", &["flag"], &["b"]);
+        branch.set_graph("then_branch");
+        let nodes = vec![conv(&["x", "w"], "y", 1, 3), node("Mul", &["y", "s"], &["z"]), branch];
+        let constants = [("w", tensor(&[4, 3, 3, 3], |_| 1.0)), ("s", tensor(&[1], |_| 0.5))];
+        assert!(rewritten(&Model::of(nodes, &constants, &["z", "b"])).is_none());
+    }
+
+    /// x -> Conv (24 filters) -> a -> depthwise Conv -> b -> [between] -> Conv (8 filters)
+    fn depthwise_stage(between: Vec<Node>, read: &str, outputs: &[&str]) -> Model {
+        let mut nodes = vec![conv(&["x", "w1"], "a", 1, 1), conv(&["a", "dw"], "b", 24, 3)];
+        nodes.extend(between);
+        nodes.push(conv(&[read, "w2"], "c", 1, 1));
+        let constants = [
+            ("w1", tensor(&[24, 3, 1, 1], |_| 0.1)),
+            ("dw", tensor(&[24, 1, 3, 3], |_| 0.1)),
+            ("w2", tensor(&[8, 24, 1, 1], |_| 0.1)),
+            ("w3", tensor(&[1, 3, 1, 1], |_| 0.1)),
+        ];
+        Model::of(nodes, &constants, outputs)
+    }
+
+    #[test]
+    fn channels_are_padded_only_where_nothing_else_changes() {
+        let (done, _, graph) = rewritten(&depthwise_stage(vec![], "b", &["c"])).unwrap();
+        assert_eq!(done.padded_channel_groups, 1);
+        let shape = |i: usize| graph.floats(&graph.nodes[i].inputs[1]).unwrap().dims;
+        assert_eq!([shape(0), shape(1), shape(2)], [vec![32, 3, 1, 1], vec![32, 1, 3, 3], vec![8, 32, 1, 1]]);
+        assert_eq!(graph.nodes[1].int("group"), Some(32));
+        // MaxPool's indices would change with the channel count
+        let pool = node("MaxPool", &["b"], &["p", "indices"]);
+        assert!(rewritten(&depthwise_stage(vec![pool], "p", &["c", "indices"])).is_none());
+        // a one-channel tensor broadcast into the group is not the group's
+        let one = vec![conv(&["x", "w3"], "m", 1, 1), node("Add", &["b", "m"], &["d"])];
+        assert!(rewritten(&depthwise_stage(one, "d", &["c"])).is_none());
+        // nor is a graph output
+        assert!(rewritten(&depthwise_stage(vec![], "b", &["c", "b"])).is_none());
+    }
 }
