@@ -120,31 +120,27 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut operators: Vec<OperatorLagSnapshot> = Vec::new();
         for (name, lag) in self.operators.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let at = match operators.iter().position(|o| o.name == *name) {
-                Some(at) => at,
-                None => {
-                    operators.push(OperatorLagSnapshot { name: name.clone(), ..Default::default() });
-                    operators.len() - 1
-                }
-            };
-            operators[at].queued += get(&lag.queued);
+            let at = summed(
+                &mut operators,
+                |o| &o.name == name,
+                || OperatorLagSnapshot { name: name.clone(), ..Default::default() },
+            );
+            at.queued += get(&lag.queued);
             let oldest = get(&lag.oldest);
             let now = epoch().elapsed().as_millis() as u64 + 1;
             let waited = if oldest == 0 { 0 } else { now.saturating_sub(oldest) };
-            operators[at].waited_ms = operators[at].waited_ms.max(waited);
+            at.waited_ms = at.waited_ms.max(waited);
         }
         let mut streams: Vec<StreamSnapshot> = Vec::new();
         for (name, counts) in self.streams.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let at = match streams.iter().position(|s| s.name == *name) {
-                Some(at) => at,
-                None => {
-                    streams.push(StreamSnapshot { name: name.clone(), ..Default::default() });
-                    streams.len() - 1
-                }
-            };
-            streams[at].processed += get(&counts.processed);
-            streams[at].degraded += get(&counts.degraded);
-            streams[at].rejected += get(&counts.rejected);
+            let at = summed(
+                &mut streams,
+                |s| &s.name == name,
+                || StreamSnapshot { name: name.clone(), ..Default::default() },
+            );
+            at.processed += get(&counts.processed);
+            at.degraded += get(&counts.degraded);
+            at.rejected += get(&counts.rejected);
         }
         MetricsSnapshot {
             frames_admitted: get(&self.frames_admitted),
@@ -159,6 +155,19 @@ impl Metrics {
             streams,
         }
     }
+}
+
+/// The entry of `entries` that `is` picks, made by `new` (at the end, so
+/// that entries keep the order of their first worker) if there is none.
+fn summed<T>(entries: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
+    let at = match entries.iter().position(is) {
+        Some(at) => at,
+        None => {
+            entries.push(new());
+            entries.len() - 1
+        }
+    };
+    &mut entries[at]
 }
 
 impl OperatorLag {
