@@ -65,9 +65,9 @@ impl Rewrites {
 
 /// The ONNX model `onnx` rewritten as the module doc says, for a CPU whose
 /// NCHWc block is `nchwc_block` channels (`None`: not x86, or ONNX Runtime
-/// does not use NCHWc there). `None` when nothing applied, or when the
-/// model keeps its weights in external files (rewriting it in memory would
-/// lose their paths).
+/// does not use NCHWc there). `None` when nothing applied, when the model
+/// keeps its weights in external files (rewriting it in memory would lose
+/// their paths), or when it has subgraphs (`If`, `Loop`).
 ///
 /// # Errors
 /// Bytes that are not a protobuf message with a graph.
