@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::proto::{Message, Value};
+use super::proto::{Message, Value, write_bytes, write_message};
 
 // Field numbers from onnx.proto3.
 const MODEL_IR_VERSION: u32 = 1;
@@ -44,47 +44,50 @@ const FLOAT: u64 = 1;
 const INT64: u64 = 7;
 const EXTERNAL: u64 = 1;
 
-/// A model: its graph, and the rest of it as it came.
-pub(crate) struct Model {
-    rest: Message,
-    pub(crate) graph: Graph,
+/// A model: its graph, and the rest of it as it came, borrowed from the
+/// bytes it was read from.
+pub(crate) struct Model<'a> {
+    rest: Message<'a>,
+    pub(crate) graph: Graph<'a>,
 }
 
-impl Model {
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Model, String> {
+impl<'a> Model<'a> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Model<'a>, String> {
         let mut rest = Message::parse(bytes)?;
-        let graph = rest.bytes(MODEL_GRAPH).last().ok_or("the model has no graph")?;
+        let graph = *rest.take_bytes(MODEL_GRAPH)?.last().ok_or("the model has no graph")?;
         // From IR version 4 an initializer that is also a graph input is
         // only a default the caller may replace: not a constant.
         let overridable = rest.varint(MODEL_IR_VERSION).is_some_and(|v| v >= 4);
         let graph = Graph::parse(graph, overridable)?;
-        rest.remove(MODEL_GRAPH);
         Ok(Model { rest, graph })
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut model = self.rest.clone();
-        model.push(MODEL_GRAPH, Value::Bytes(self.graph.to_bytes()));
-        model.to_bytes()
+        let graph = self.graph.to_bytes();
+        let mut model = self.rest.to_bytes();
+        model.reserve(graph.len() + 16);
+        write_bytes(&mut model, MODEL_GRAPH, &graph);
+        model
     }
 }
 
 /// A graph's nodes in order, its initializers, and the rest as it came
 /// (less the inferred shapes, which a rewrite may make wrong: ONNX Runtime
 /// infers them again).
-pub(crate) struct Graph {
-    pub(crate) nodes: Vec<Node>,
-    initializers: Vec<Message>,
+pub(crate) struct Graph<'a> {
+    pub(crate) nodes: Vec<Node<'a>>,
+    initializers: Vec<Message<'a>>,
     by_name: HashMap<String, usize>,
-    rest: Message,
+    rest: Message<'a>,
     fresh: usize,
 }
 
-impl Graph {
-    fn parse(bytes: &[u8], overridable: bool) -> Result<Graph, String> {
+impl<'a> Graph<'a> {
+    fn parse(bytes: &'a [u8], overridable: bool) -> Result<Graph<'a>, String> {
         let mut rest = Message::parse(bytes)?;
-        let nodes = rest.bytes(GRAPH_NODE).map(Node::parse).collect::<Result<Vec<_>, _>>()?;
-        let initializers = rest.bytes(GRAPH_INITIALIZER).map(Message::parse).collect::<Result<Vec<_>, _>>()?;
+        let nodes = rest.take_bytes(GRAPH_NODE)?.into_iter().map(Node::parse).collect::<Result<Vec<_>, _>>()?;
+        let initializers =
+            rest.take_bytes(GRAPH_INITIALIZER)?.into_iter().map(Message::parse).collect::<Result<Vec<_>, _>>()?;
         let inputs: HashSet<String> = if overridable {
             rest.bytes(GRAPH_INPUT).filter_map(|v| Message::parse(v).ok()).map(|v| v.string(1)).collect()
         } else {
@@ -96,21 +99,19 @@ impl Graph {
             .map(|(i, t)| (t.string(TENSOR_NAME), i))
             .filter(|(name, _)| !inputs.contains(name))
             .collect();
-        for field in [GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_VALUE_INFO] {
-            rest.remove(field);
-        }
+        rest.remove(GRAPH_VALUE_INFO);
         Ok(Graph { nodes, initializers, by_name, rest, fresh: 0 })
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        let mut graph = self.rest.clone();
+        let mut graph = self.rest.to_bytes();
         for node in &self.nodes {
-            graph.push(GRAPH_NODE, Value::Bytes(node.to_message().to_bytes()));
+            write_message(&mut graph, GRAPH_NODE, &node.to_message());
         }
         for tensor in &self.initializers {
-            graph.push(GRAPH_INITIALIZER, Value::Bytes(tensor.to_bytes()));
+            write_message(&mut graph, GRAPH_INITIALIZER, tensor);
         }
-        graph.to_bytes()
+        graph
     }
 
     /// The names of the graph's outputs.
@@ -143,7 +144,7 @@ impl Graph {
     /// Whether any initializer or constant keeps its values in another
     /// file.
     pub(crate) fn has_external_data(&self) -> bool {
-        let external = |t: &Message| t.varint(TENSOR_DATA_LOCATION) == Some(EXTERNAL);
+        let external = |t: &Message<'_>| t.varint(TENSOR_DATA_LOCATION) == Some(EXTERNAL);
         let constants = self.nodes.iter().filter(|n| n.op == "Constant").filter_map(|n| n.tensor_message("value"));
         self.initializers.iter().any(external) || constants.into_iter().any(|t| external(&t))
     }
@@ -151,7 +152,7 @@ impl Graph {
     /// Whether any node holds a graph of its own (`If`, `Loop`, `Scan`),
     /// whose nodes may read this graph's tensors by name.
     pub(crate) fn has_subgraphs(&self) -> bool {
-        let holds_graph = |a: &Message| a.bytes(ATTR_G).next().is_some() || a.bytes(ATTR_GRAPHS).next().is_some();
+        let holds_graph = |a: &Message<'_>| a.bytes(ATTR_G).next().is_some() || a.bytes(ATTR_GRAPHS).next().is_some();
         self.nodes.iter().any(|n| n.attributes.iter().any(holds_graph))
     }
 
@@ -160,12 +161,12 @@ impl Graph {
         self.by_name.contains_key(name) || self.constant_node(name).is_some()
     }
 
-    fn constant_node(&self, name: &str) -> Option<Message> {
+    fn constant_node(&self, name: &str) -> Option<Message<'_>> {
         let node = self.nodes.iter().find(|n| n.op == "Constant" && n.outputs.first().is_some_and(|o| o == name))?;
         node.tensor_message("value")
     }
 
-    fn tensor_message(&self, name: &str) -> Option<Cow<'_, Message>> {
+    fn tensor_message(&self, name: &str) -> Option<Cow<'_, Message<'_>>> {
         match self.by_name.get(name) {
             Some(&i) => self.initializers.get(i).map(Cow::Borrowed),
             None => self.constant_node(name).map(Cow::Owned),
@@ -218,7 +219,8 @@ impl Graph {
         message.push_varints(TENSOR_DIMS, tensor.dims.iter().map(|&d| d as u64));
         message.push(TENSOR_DATA_TYPE, Value::Varint(FLOAT));
         message.push_string(TENSOR_NAME, name);
-        message.push(TENSOR_RAW_DATA, Value::Bytes(tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        let raw = tensor.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        message.push(TENSOR_RAW_DATA, Value::Bytes(Cow::Owned(raw)));
         self.by_name.insert(name.to_owned(), self.initializers.len());
         self.initializers.push(message);
     }
@@ -238,7 +240,7 @@ impl Graph {
 }
 
 /// A float tensor stored in the model file.
-fn float_tensor(tensor: &Message) -> Option<Tensor> {
+fn float_tensor(tensor: &Message<'_>) -> Option<Tensor> {
     if tensor.varint(TENSOR_DATA_TYPE) != Some(FLOAT) || tensor.varint(TENSOR_DATA_LOCATION) == Some(EXTERNAL) {
         return None;
     }
@@ -250,7 +252,7 @@ fn float_tensor(tensor: &Message) -> Option<Tensor> {
     (values.len() == dims.iter().product::<usize>()).then_some(Tensor { dims, values })
 }
 
-fn dims(tensor: &Message) -> Option<Vec<usize>> {
+fn dims(tensor: &Message<'_>) -> Option<Vec<usize>> {
     tensor.varints(TENSOR_DIMS).ok()?.into_iter().map(|d| usize::try_from(d as i64).ok()).collect()
 }
 
@@ -263,35 +265,36 @@ pub(crate) struct Tensor {
 
 /// A node: what the rewrites read, and the rest as it came.
 #[derive(Clone, Debug)]
-pub(crate) struct Node {
+pub(crate) struct Node<'a> {
     pub(crate) inputs: Vec<String>,
     pub(crate) outputs: Vec<String>,
     pub(crate) name: String,
     pub(crate) op: String,
     pub(crate) domain: String,
-    attributes: Vec<Message>,
-    rest: Message,
+    attributes: Vec<Message<'a>>,
+    rest: Message<'a>,
 }
 
-impl Node {
-    fn parse(bytes: &[u8]) -> Result<Node, String> {
+impl<'a> Node<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Node<'a>, String> {
         let mut rest = Message::parse(bytes)?;
+        let attributes = rest.take_bytes(NODE_ATTRIBUTE)?.into_iter().map(Message::parse).collect::<Result<_, _>>()?;
         let node = Node {
             inputs: rest.strings(NODE_INPUT),
             outputs: rest.strings(NODE_OUTPUT),
             name: rest.string(NODE_NAME),
             op: rest.string(NODE_OP_TYPE),
             domain: rest.string(NODE_DOMAIN),
-            attributes: rest.bytes(NODE_ATTRIBUTE).map(Message::parse).collect::<Result<_, _>>()?,
+            attributes,
             rest: Message::default(),
         };
-        for field in [NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_DOMAIN, NODE_ATTRIBUTE] {
+        for field in [NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_DOMAIN] {
             rest.remove(field);
         }
         Ok(Node { rest, ..node })
     }
 
-    fn to_message(&self) -> Message {
+    fn to_message(&self) -> Message<'_> {
         let mut node = Message::default();
         for input in &self.inputs {
             node.push_string(NODE_INPUT, input);
@@ -304,7 +307,7 @@ impl Node {
         }
         node.push_string(NODE_OP_TYPE, &self.op);
         for attribute in &self.attributes {
-            node.push(NODE_ATTRIBUTE, Value::Bytes(attribute.to_bytes()));
+            node.push_message(NODE_ATTRIBUTE, attribute);
         }
         if !self.domain.is_empty() {
             node.push_string(NODE_DOMAIN, &self.domain);
@@ -314,7 +317,7 @@ impl Node {
     }
 
     /// A new node of the default (ONNX) domain.
-    pub(crate) fn new(op: &str, name: String, inputs: Vec<String>, outputs: Vec<String>) -> Node {
+    pub(crate) fn new(op: &str, name: String, inputs: Vec<String>, outputs: Vec<String>) -> Node<'a> {
         Node {
             inputs,
             outputs,
@@ -340,7 +343,7 @@ impl Node {
         self.domain.is_empty() || self.domain == "ai.onnx"
     }
 
-    fn attribute(&self, name: &str) -> Option<&Message> {
+    fn attribute(&self, name: &str) -> Option<&Message<'a>> {
         self.attributes.iter().find(|a| a.string(ATTR_NAME) == name)
     }
 
@@ -369,7 +372,7 @@ impl Node {
         float_tensor(&self.tensor_message(name)?)
     }
 
-    fn tensor_message(&self, name: &str) -> Option<Message> {
+    fn tensor_message(&self, name: &str) -> Option<Message<'_>> {
         Message::parse(self.attribute(name)?.bytes(ATTR_T).next()?).ok()
     }
 
@@ -402,10 +405,10 @@ impl Node {
 }
 
 #[cfg(test)]
-impl Model {
+impl Model<'static> {
     /// A model of `nodes`, with `constants` as its initializers and
     /// `outputs` as its outputs.
-    pub(crate) fn of(nodes: Vec<Node>, constants: &[(&str, Tensor)], outputs: &[&str]) -> Model {
+    pub(crate) fn of(nodes: Vec<Node<'static>>, constants: &[(&str, Tensor)], outputs: &[&str]) -> Model<'static> {
         let mut graph =
             Graph { nodes, initializers: Vec::new(), by_name: HashMap::new(), rest: Message::default(), fresh: 0 };
         for (name, tensor) in constants {
@@ -414,7 +417,7 @@ impl Model {
         for output in outputs {
             let mut value_info = Message::default();
             value_info.push_string(1, output);
-            graph.rest.push(GRAPH_OUTPUT, Value::Bytes(value_info.to_bytes()));
+            graph.rest.push_message(GRAPH_OUTPUT, &value_info);
         }
         let mut rest = Message::default();
         rest.push(MODEL_IR_VERSION, Value::Varint(8));
@@ -423,12 +426,12 @@ impl Model {
 }
 
 #[cfg(test)]
-impl Node {
+impl Node<'_> {
     /// Gives the node an (empty) graph attribute, as `If` has.
     pub(crate) fn set_graph(&mut self, name: &str) {
         let mut attribute = Message::default();
         attribute.push_string(ATTR_NAME, name);
-        attribute.push(ATTR_G, Value::Bytes(Vec::new()));
+        attribute.push(ATTR_G, Value::Bytes(Cow::Owned(Vec::new())));
         self.attributes.push(attribute);
     }
 }

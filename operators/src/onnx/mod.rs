@@ -195,10 +195,13 @@ fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
     if let Some(bytes) = optimised.get(&key) {
         return Ok(bytes);
     }
-    let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
     // A file frameflow cannot read as ONNX goes to ONNX Runtime as it is,
-    // whose error says more.
-    let rewritten = rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten();
+    // whose error says more. The file's bytes go before ONNX Runtime
+    // loads the model: a job's peak memory is the sum of the two.
+    let rewritten = {
+        let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
+        rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten()
+    };
     let dir = std::env::temp_dir();
     let out = dir.join(format!("frameflow-{}-{}-{}.ort", std::process::id(), optimised.len(), nanos()));
     let mut builder = Session::builder(env)

@@ -1,27 +1,31 @@
 //! Just enough of protobuf's wire format to edit an ONNX file.
 //!
 //! A message is its fields in the order they came, each kept as it was, so
-//! what frameflow does not touch is written back byte for byte. Nothing
+//! what frameflow does not touch is written back byte for byte. Parsing
+//! copies nothing: a message borrows from the bytes it was read from (a
+//! model's weights are most of a model file, and it is read whole). Nothing
 //! here knows ONNX's schema; [`super::graph`] does.
+
+use std::borrow::Cow;
 
 /// One field's value, by wire type.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Value {
+pub(crate) enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
     /// A string, a nested message, or a packed repeated field.
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     Fixed32(u32),
 }
 
 /// A decoded message: (field number, value) pairs in file order.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Message {
-    pub(crate) fields: Vec<(u32, Value)>,
+pub(crate) struct Message<'a> {
+    pub(crate) fields: Vec<(u32, Value<'a>)>,
 }
 
-impl Message {
-    pub(crate) fn parse(mut bytes: &[u8]) -> Result<Message, String> {
+impl<'a> Message<'a> {
+    pub(crate) fn parse(mut bytes: &'a [u8]) -> Result<Message<'a>, String> {
         let mut fields = Vec::new();
         while !bytes.is_empty() {
             let key = varint(&mut bytes)?;
@@ -31,7 +35,7 @@ impl Message {
                 1 => Value::Fixed64(u64::from_le_bytes(take(&mut bytes, 8)?.try_into().map_err(|_| "short field")?)),
                 2 => {
                     let len = usize::try_from(varint(&mut bytes)?).map_err(|_| "field too long")?;
-                    Value::Bytes(take(&mut bytes, len)?.to_vec())
+                    Value::Bytes(Cow::Borrowed(take(&mut bytes, len)?))
                 }
                 5 => Value::Fixed32(u32::from_le_bytes(take(&mut bytes, 4)?.try_into().map_err(|_| "short field")?)),
                 other => return Err(format!("wire type {other} (field {number}) is not protobuf 3")),
@@ -43,6 +47,12 @@ impl Message {
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        self.write(&mut out);
+        out
+    }
+
+    /// Appends the message's encoding to `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         for (number, value) in &self.fields {
             let wire = match value {
                 Value::Varint(_) => 0,
@@ -50,24 +60,63 @@ impl Message {
                 Value::Bytes(_) => 2,
                 Value::Fixed32(_) => 5,
             };
-            put_varint(&mut out, u64::from(*number) << 3 | wire);
+            put_varint(out, u64::from(*number) << 3 | wire);
             match value {
-                Value::Varint(v) => put_varint(&mut out, *v),
+                Value::Varint(v) => put_varint(out, *v),
                 Value::Fixed64(v) => out.extend_from_slice(&v.to_le_bytes()),
                 Value::Bytes(b) => {
-                    put_varint(&mut out, b.len() as u64);
+                    put_varint(out, b.len() as u64);
                     out.extend_from_slice(b);
                 }
                 Value::Fixed32(v) => out.extend_from_slice(&v.to_le_bytes()),
             }
         }
-        out
+    }
+
+    /// The length of the message's encoding.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let varint_len = |v: u64| (64 - v.max(1).leading_zeros() as usize).div_ceil(7);
+        self.fields
+            .iter()
+            .map(|(number, value)| {
+                varint_len(u64::from(*number) << 3)
+                    + match value {
+                        Value::Varint(v) => varint_len(*v),
+                        Value::Fixed64(_) => 8,
+                        Value::Bytes(b) => varint_len(b.len() as u64) + b.len(),
+                        Value::Fixed32(_) => 4,
+                    }
+            })
+            .sum()
+    }
+
+    /// Removes every field `number` that holds bytes, and gives those
+    /// bytes as read.
+    ///
+    /// # Errors
+    /// A field that was not read from the bytes the message was parsed
+    /// from (one pushed since).
+    pub(crate) fn take_bytes(&mut self, number: u32) -> Result<Vec<&'a [u8]>, String> {
+        let mut taken = Vec::new();
+        let mut error = None;
+        self.fields.retain(|(n, v)| match v {
+            Value::Bytes(Cow::Borrowed(b)) if *n == number => {
+                taken.push(*b);
+                false
+            }
+            Value::Bytes(Cow::Owned(_)) if *n == number => {
+                error = Some(format!("field {number} was not parsed"));
+                true
+            }
+            _ => true,
+        });
+        error.map_or(Ok(taken), Err)
     }
 
     /// Every length-delimited value of field `number`.
     pub(crate) fn bytes(&self, number: u32) -> impl Iterator<Item = &[u8]> {
         self.fields.iter().filter_map(move |(n, v)| match v {
-            Value::Bytes(b) if *n == number => Some(b.as_slice()),
+            Value::Bytes(b) if *n == number => Some(b.as_ref()),
             _ => None,
         })
     }
@@ -103,7 +152,7 @@ impl Message {
             match v {
                 Value::Varint(x) if *n == number => out.push(*x),
                 Value::Bytes(b) if *n == number => {
-                    let mut packed = b.as_slice();
+                    let mut packed: &[u8] = b;
                     while !packed.is_empty() {
                         out.push(varint(&mut packed)?);
                     }
@@ -133,12 +182,12 @@ impl Message {
         self.fields.retain(|(n, _)| *n != number);
     }
 
-    pub(crate) fn push(&mut self, number: u32, value: Value) {
+    pub(crate) fn push(&mut self, number: u32, value: Value<'a>) {
         self.fields.push((number, value));
     }
 
     pub(crate) fn push_string(&mut self, number: u32, text: &str) {
-        self.push(number, Value::Bytes(text.as_bytes().to_vec()));
+        self.push(number, Value::Bytes(Cow::Owned(text.as_bytes().to_vec())));
     }
 
     /// A repeated varint field, written packed.
@@ -147,8 +196,27 @@ impl Message {
         for v in values {
             put_varint(&mut packed, v);
         }
-        self.push(number, Value::Bytes(packed));
+        self.push(number, Value::Bytes(Cow::Owned(packed)));
     }
+
+    /// A nested message, written as field `number`.
+    pub(crate) fn push_message(&mut self, number: u32, message: &Message<'_>) {
+        self.push(number, Value::Bytes(Cow::Owned(message.to_bytes())));
+    }
+}
+
+/// Appends field `number` holding `message`, without an intermediate copy.
+pub(crate) fn write_message(out: &mut Vec<u8>, number: u32, message: &Message<'_>) {
+    put_varint(out, u64::from(number) << 3 | 2);
+    put_varint(out, message.encoded_len() as u64);
+    message.write(out);
+}
+
+/// Appends field `number` holding `bytes`.
+pub(crate) fn write_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_varint(out, u64::from(number) << 3 | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
@@ -193,13 +261,17 @@ mod tests {
         inner.push_varints(8, [1, 300, u64::MAX]);
         let mut outer = Message::default();
         outer.push(2, Value::Varint(150));
-        outer.push(7, Value::Bytes(inner.to_bytes()));
+        outer.push_message(7, &inner);
         outer.push(3, Value::Fixed32(1.5f32.to_bits()));
         outer.push(4, Value::Fixed64(7));
         let bytes = outer.to_bytes();
+        assert_eq!(outer.encoded_len(), bytes.len());
         let parsed = Message::parse(&bytes).unwrap();
         assert_eq!(parsed, outer);
         assert_eq!(parsed.to_bytes(), bytes);
+        let mut nested = Vec::new();
+        write_message(&mut nested, 7, &inner);
+        assert_eq!(nested, Message { fields: vec![outer.fields[1].clone()] }.to_bytes());
         let inner = Message::parse(parsed.bytes(7).next().unwrap()).unwrap();
         assert_eq!(inner.string(1), "conv");
         assert_eq!(inner.varints(8).unwrap(), [1, 300, u64::MAX]);

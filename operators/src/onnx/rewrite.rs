@@ -173,7 +173,7 @@ impl Uses {
         }
     }
 
-    fn producer<'g>(&self, graph: &'g Graph, tensor: &str) -> Option<(usize, &'g Node)> {
+    fn producer<'g, 'a>(&self, graph: &'g Graph<'a>, tensor: &str) -> Option<(usize, &'g Node<'a>)> {
         self.producers.get(tensor).map(|&i| (i, &graph.nodes[i]))
     }
 
@@ -719,12 +719,12 @@ mod tests {
         Tensor { dims: dims.to_vec(), values: (0..dims.iter().product()).map(value).collect() }
     }
 
-    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node<'static> {
         let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
         Node::new(op, outputs[0].to_owned(), names(inputs), names(outputs))
     }
 
-    fn conv(inputs: &[&str], output: &str, group: i64, kernel: i64) -> Node {
+    fn conv(inputs: &[&str], output: &str, group: i64, kernel: i64) -> Node<'static> {
         let mut conv = node("Conv", inputs, &[output]);
         conv.set_int("group", group);
         conv.set_ints("kernel_shape", &[kernel, kernel]);
@@ -733,9 +733,10 @@ mod tests {
     }
 
     /// What the rewrites for AVX-512 did to `model`, and its ops after.
-    fn rewritten(model: &Model) -> Option<(Rewrites, Vec<String>, Graph)> {
+    fn rewritten(model: &Model<'_>) -> Option<(Rewrites, Vec<String>, Graph<'static>)> {
         let (bytes, done) = rewrite(&model.to_bytes(), Some(16)).unwrap()?;
-        let graph = Model::parse(&bytes).unwrap().graph;
+        // a test's few bytes, kept for the graph that borrows them
+        let graph = Model::parse(Box::leak(bytes.into_boxed_slice())).unwrap().graph;
         Some((done, graph.nodes.iter().map(|n| n.op.clone()).collect(), graph))
     }
 
@@ -797,7 +798,7 @@ mod tests {
     }
 
     /// x -> Conv (24 filters) -> a -> depthwise Conv -> b -> [between] -> Conv (8 filters)
-    fn depthwise_stage(between: Vec<Node>, read: &str, outputs: &[&str]) -> Model {
+    fn depthwise_stage(between: Vec<Node<'static>>, read: &str, outputs: &[&str]) -> Model<'static> {
         let mut nodes = vec![conv(&["x", "w1"], "a", 1, 1), conv(&["a", "dw"], "b", 24, 3)];
         nodes.extend(between);
         nodes.push(conv(&[read, "w2"], "c", 1, 1));
