@@ -131,6 +131,10 @@ struct RunArgs {
     /// The ONNX Runtime library [default: ASSETS/lib/libonnxruntime.so].
     #[arg(long, env = "FRAMEFLOW_ORT_LIB")]
     onnxruntime: Option<PathBuf>,
+    /// Give models to ONNX Runtime as they are, without frameflow's graph
+    /// rewrites (which make them faster on x86 and compute the same).
+    #[arg(long, env = "FRAMEFLOW_NO_MODEL_REWRITES")]
+    no_model_rewrites: bool,
     /// Where operators run: auto, cpu or cuda.
     #[arg(long, env = "FRAMEFLOW_DEVICE", default_value = "auto")]
     device: DeviceChoice,
@@ -189,6 +193,7 @@ fn run_job(args: RunArgs) -> Result<()> {
     let mut store = ModelStore::in_assets(&args.assets);
     store.models_dir = args.models.unwrap_or(store.models_dir);
     store.onnxruntime = args.onnxruntime.unwrap_or(store.onnxruntime);
+    store.rewrite_models = !args.no_model_rewrites;
     let limits = DecodeLimits { max_pixels: (args.max_megapixels * 1e6) as u64, ..DecodeLimits::default() };
     let mut registry = Registry::new(Arc::new(FrameDecoder::new(limits)));
     connectors::register(&mut registry);

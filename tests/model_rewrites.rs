@@ -205,3 +205,27 @@ fn a_file_that_is_not_onnx_is_refused_not_mangled() {
     let photo = std::fs::read(common::assets().join("images/dog.jpg")).unwrap();
     assert!(rewrite(&photo, Some(16)).is_err());
 }
+
+/// MTCNN's faces on real photos with the rewrites and without: the same
+/// faces, to float rounding (the switch a user turns them off with).
+#[test]
+fn faces_are_the_same_with_the_rewrites_off() {
+    use engine::registry::VisionOperator;
+    use operators::faces::{FacesConfig, PreparedFaces};
+    let faces = |rewrite_models: bool| {
+        let store = ModelStore { rewrite_models, ..ModelStore::in_assets(&common::assets()) };
+        let mut detector = PreparedFaces::load(&store, "mtcnn", FacesConfig::default()).unwrap().detector().unwrap();
+        ["opencv-doc/messi5.jpg", "images/person.jpg"]
+            .iter()
+            .flat_map(|photo| detector.process(&common::decoded_frame(&common::assets().join(photo))).unwrap())
+            .map(|d| ([d.x, d.y, d.w, d.h], d.confidence))
+            .collect::<Vec<_>>()
+    };
+    let (on, off) = (faces(true), faces(false));
+    assert!(!on.is_empty(), "the photos have faces");
+    assert_eq!(on.len(), off.len(), "{on:?} vs {off:?}");
+    for ((a, p), (b, q)) in on.iter().zip(&off) {
+        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.5), "{a:?} vs {b:?}");
+        assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+    }
+}

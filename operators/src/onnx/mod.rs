@@ -32,8 +32,9 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// The bytes live as long as the process: sessions point into them.
 static OPTIMISED: OnceLock<Mutex<HashMap<ModelFile, &'static [u8]>>> = OnceLock::new();
 
-/// A model file as it is now: its path, size and modification time.
-type ModelFile = (PathBuf, u64, Option<SystemTime>);
+/// A model file as it is now (its path, size and modification time), and
+/// whether it was rewritten.
+type ModelFile = (PathBuf, u64, Option<SystemTime>, bool);
 
 /// Sessions made while a job's model was checked at its start, kept for
 /// the first worker rather than thrown away.
@@ -62,6 +63,9 @@ pub struct ModelStore {
     pub onnxruntime: PathBuf,
     /// The TrueType font ANNOTATE writes labels in.
     pub font: PathBuf,
+    /// Whether models get frameflow's rewrites ([`rewrite`]) before ONNX
+    /// Runtime optimises them; on unless turned off.
+    pub rewrite_models: bool,
 }
 
 impl ModelStore {
@@ -71,6 +75,7 @@ impl ModelStore {
             models_dir: assets.join("models"),
             onnxruntime: assets.join("lib").join("libonnxruntime.so"),
             font: assets.join("fonts").join("DejaVuSans.ttf"),
+            rewrite_models: true,
         }
     }
 
@@ -149,7 +154,7 @@ impl ModelStore {
     pub fn session(&self, model: &Path, threads: usize) -> Result<Session, String> {
         let env = self.environment()?;
         let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
-        let bytes = optimised(env, model)?;
+        let bytes = optimised(env, model, self.rewrite_models)?;
         Session::builder(env)
             .map_err(|e| fail(&e))?
             .with_optimization_level(GraphOptimizationLevel::Disable)
@@ -186,10 +191,10 @@ impl ModelStore {
 
 /// `model` optimised for this machine, in ONNX Runtime's format, made on
 /// first use (under the lock, so workers starting together make it once).
-fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
+fn optimised(env: &Environment, model: &Path, rewrite_model: bool) -> Result<&'static [u8], String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot load model `{}`: {e}", model.display());
     let meta = std::fs::metadata(model).map_err(|e| fail(&e))?;
-    let key = (model.to_path_buf(), meta.len(), meta.modified().ok());
+    let key = (model.to_path_buf(), meta.len(), meta.modified().ok(), rewrite_model);
     // a panic elsewhere while the lock was held leaves the map as it was
     let mut optimised = OPTIMISED.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(bytes) = optimised.get(&key) {
@@ -198,9 +203,12 @@ fn optimised(env: &Environment, model: &Path) -> Result<&'static [u8], String> {
     // A file frameflow cannot read as ONNX goes to ONNX Runtime as it is,
     // whose error says more. The file's bytes go before ONNX Runtime
     // loads the model: a job's peak memory is the sum of the two.
-    let rewritten = {
-        let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
-        rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten()
+    let rewritten = match rewrite_model {
+        true => {
+            let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
+            rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten()
+        }
+        false => None,
     };
     let dir = std::env::temp_dir();
     let out = dir.join(format!("frameflow-{}-{}-{}.ort", std::process::id(), optimised.len(), nanos()));
