@@ -121,41 +121,26 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 /// (640x360 to 455x256, across: 0.34 ms, was 0.44).
 #[inline(always)]
 fn horizontal<const C: usize>(row: &[u8], kernel: &Kernel, out: &mut [u8]) {
+    // each arm inlines `horizontal_taps` with its tap count a constant
     match kernel.taps {
-        1 => horizontal_taps::<C, 1>(row, kernel, out),
-        2 => horizontal_taps::<C, 2>(row, kernel, out),
-        3 => horizontal_taps::<C, 3>(row, kernel, out),
-        4 => horizontal_taps::<C, 4>(row, kernel, out),
-        5 => horizontal_taps::<C, 5>(row, kernel, out),
-        6 => horizontal_taps::<C, 6>(row, kernel, out),
-        7 => horizontal_taps::<C, 7>(row, kernel, out),
-        8 => horizontal_taps::<C, 8>(row, kernel, out),
-        _ => horizontal_any::<C>(row, kernel, out),
+        1 => horizontal_taps::<C>(row, kernel, 1, out),
+        2 => horizontal_taps::<C>(row, kernel, 2, out),
+        3 => horizontal_taps::<C>(row, kernel, 3, out),
+        4 => horizontal_taps::<C>(row, kernel, 4, out),
+        5 => horizontal_taps::<C>(row, kernel, 5, out),
+        6 => horizontal_taps::<C>(row, kernel, 6, out),
+        7 => horizontal_taps::<C>(row, kernel, 7, out),
+        8 => horizontal_taps::<C>(row, kernel, 8, out),
+        taps => horizontal_taps::<C>(row, kernel, taps, out),
     }
 }
 
 #[inline(always)]
-fn horizontal_taps<const C: usize, const T: usize>(row: &[u8], kernel: &Kernel, out: &mut [u8]) {
+fn horizontal_taps<const C: usize>(row: &[u8], kernel: &Kernel, taps: usize, out: &mut [u8]) {
     for ((first, weights), pixel) in kernel.windows().zip(out.chunks_exact_mut(C)) {
-        let window = &row[first * C..][..T * C];
+        let window = &row[first * C..][..taps * C];
         let mut sums = [HALF; C];
-        for k in 0..T {
-            for c in 0..C {
-                sums[c] += i32::from(window[k * C + c]) * weights[k];
-            }
-        }
-        for c in 0..C {
-            pixel[c] = clip8(sums[c]);
-        }
-    }
-}
-
-#[inline(always)]
-fn horizontal_any<const C: usize>(row: &[u8], kernel: &Kernel, out: &mut [u8]) {
-    for ((first, weights), pixel) in kernel.windows().zip(out.chunks_exact_mut(C)) {
-        let window = &row[first * C..(first + kernel.taps) * C];
-        let mut sums = [HALF; C];
-        for (input, weight) in window.chunks_exact(C).zip(weights) {
+        for (input, weight) in window.chunks_exact(C).zip(&weights[..taps]) {
             for c in 0..C {
                 sums[c] += i32::from(input[c]) * weight;
             }

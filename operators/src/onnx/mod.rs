@@ -170,9 +170,7 @@ impl ModelStore {
             .commit_from_memory(bytes)
             .map_err(|e| fail(&e))
     }
-}
 
-impl ModelStore {
     /// A session on the ONNX model `onnx`, with all of ONNX Runtime's
     /// optimisations and none of frameflow's, not shared: for checking
     /// [`rewrite`] against the model it rewrote.
@@ -203,12 +201,11 @@ fn optimised(env: &Environment, model: &Path, rewrite_model: bool) -> Result<&'s
     // A file frameflow cannot read as ONNX goes to ONNX Runtime as it is,
     // whose error says more. The file's bytes go before ONNX Runtime
     // loads the model: a job's peak memory is the sum of the two.
-    let rewritten = match rewrite_model {
-        true => {
-            let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
-            rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten()
-        }
-        false => None,
+    let rewritten = if rewrite_model {
+        let onnx = std::fs::read(model).map_err(|e| fail(&e))?;
+        rewrite::rewrite(&onnx, rewrite::nchwc_block()).ok().flatten()
+    } else {
+        None
     };
     let dir = std::env::temp_dir();
     let out = dir.join(format!("frameflow-{}-{}-{}.ort", std::process::id(), optimised.len(), nanos()));
