@@ -37,6 +37,10 @@ fn resize_matches_pillow_byte_for_byte() {
         }
         // torchvision's Resize(256) then CenterCrop(224), as CLASSIFY does
         cases.push((None, 3, 341, 256, filter, Some([58, 16, 224, 224])));
+        // the film's 640 across to 455 (2 pairs of taps in the AVX2 pass)
+        // and to 200 (4 pairs)
+        cases.push((None, 3, 455, 341, filter, Some([116, 58, 224, 224])));
+        cases.push((None, 3, 200, 150, filter, None));
         cases.push((None, 3, w * 3, h / 2, filter, Some([w * 3 - 5, 0, 5, h / 2])));
         cases.push((None, 1, 641, 3, filter, Some([0, 1, 641, 1])));
     }

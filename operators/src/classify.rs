@@ -161,15 +161,17 @@ impl Classifier {
         let crop = self.card.crop;
         let plane = crop * crop;
         self.input.clear();
-        self.input.reserve(images.len() * 3 * plane);
+        self.input.resize(images.len() * 3 * plane, 0.0);
         // each channel's 256 possible inputs, normalised once
-        let tables: Vec<Vec<f32>> = (0..3)
-            .map(|c| (0..=255u8).map(|v| (f32::from(v) / 255.0 - self.card.mean[c]) / self.card.std[c]).collect())
-            .collect();
-        for pixels in images {
+        let tables: [[f32; 256]; 3] =
+            std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - self.card.mean[c]) / self.card.std[c]));
+        for (pixels, input) in images.iter().zip(self.input.chunks_exact_mut(3 * plane)) {
             let rgb = center_crop(pixels, self.card.resize, crop);
-            for (c, table) in tables.iter().enumerate() {
-                self.input.extend(rgb[c..].iter().step_by(3).map(|v| table[usize::from(*v)]));
+            // interleaved RGB to planes, in one pass
+            let (r, gb) = input.split_at_mut(plane);
+            let (g, b) = gb.split_at_mut(plane);
+            for (((p, r), g), b) in rgb.chunks_exact(3).zip(r).zip(g).zip(b) {
+                [*r, *g, *b] = std::array::from_fn(|c| tables[c][usize::from(p[c])]);
             }
         }
         let shape = [images.len(), 3, crop, crop];
