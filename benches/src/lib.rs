@@ -45,11 +45,12 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The medians of five runs of `ours` and five of `theirs`, taking turns,
-/// so that a change in the machine's load during the runs falls on both.
+/// The medians of seven runs of `ours` and seven of `theirs`, taking
+/// turns, so that a change in the machine's load during the runs falls on
+/// both. (With five, one slow turn on a shared host moved a median by 5%.)
 pub fn side_by_side(mut ours: impl FnMut() -> f64, mut theirs: impl FnMut() -> f64) -> (f64, f64) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
+    for _ in 0..7 {
         a.push(ours());
         b.push(theirs());
     }
