@@ -159,6 +159,117 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
     assert_eq!(sorted_lines(&dir.join("out/detections.jsonl")), before);
 }
 
+/// What became of each frame in each stage, from an outcomes file: by
+/// camera, event time and stage (a frame kept by `dedup` has an outcome
+/// in each stream; one it drops has one, `duplicate`).
+fn outcomes_by_frame(path: &Path) -> BTreeMap<(String, String, String), String> {
+    let mut outcomes = BTreeMap::new();
+    for o in common::read_jsonl(path) {
+        let key = [&o["source_id"], &o["event_time"], &o["stage"]].map(|v| v.as_str().unwrap().to_owned());
+        let outcome = o["outcome"].as_str().unwrap().to_owned();
+        assert!(outcomes.insert(key.clone().into(), outcome).is_none(), "two outcomes for {key:?}");
+    }
+    outcomes
+}
+
+/// `dedup` on the source, the job killed at random: the frames it drops
+/// are those one uninterrupted run drops. The checkpoints hold what each
+/// camera last kept; without it, frames after a restart were judged
+/// afresh, and a copy whose original came before the restart was kept.
+#[test]
+fn kill_9_during_a_deduplicating_job_drops_what_one_run_drops() {
+    deduplicating_job_killed(
+        "CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (lateness = '1s', dedup = '10s', max_distance = 0);
+         CREATE STREAM hashes AS SELECT * FROM HASH(cams);",
+    );
+}
+
+/// The same with `dedup` on the HASH stream.
+#[test]
+fn kill_9_during_a_deduplicating_stream_drops_what_one_run_drops() {
+    deduplicating_job_killed(
+        "CREATE SOURCE cams FROM DIRECTORY 'frames' WITH (lateness = '1s');
+         CREATE STREAM hashes AS SELECT * FROM HASH(cams, dedup => '10s', max_distance => 0);",
+    );
+}
+
+/// Runs a job that dedups `hashes` (from `dedup`, the statements that make
+/// it) once whole and once killed ten times at random, and compares.
+fn deduplicating_job_killed(dedup: &str) {
+    let root = tempfile::tempdir().unwrap();
+    // Cameras that stick: each shows one of its frames for two seconds
+    // (ten copies, 200 ms apart), then the next, 12 times. A restart
+    // almost always falls between a kept frame and its copies.
+    let frames_dir = root.path().join("frames");
+    for camera in ["market-a", "market-b"] {
+        let dir = frames_dir.join(camera);
+        std::fs::create_dir_all(&dir).unwrap();
+        for path in common::camera_frames(camera).into_iter().take(120).step_by(10) {
+            for k in 0..10 {
+                std::fs::copy(&path, dir.join(format!("{}.jpg", event_time(&path) + 200 * k))).unwrap();
+            }
+        }
+    }
+    // `all` reads the same frames without dedup: DETECT on every one of
+    // them makes the job long enough for the kills to land in it.
+    let job = format!(
+        "{dedup}
+        CREATE SOURCE all FROM DIRECTORY 'frames' WITH (lateness = '1s');
+        CREATE STREAM found AS SELECT * FROM DETECT(all, model => 'objects', min_confidence => 0.3);
+        CREATE VIEW kept AS SELECT source_id, window_start, count(*) AS n
+          FROM TUMBLE(hashes, event_time, INTERVAL '4' SECOND) GROUP BY source_id, window_start;
+        CREATE SINK h FROM hashes INTO FILE 'out/hashes.jsonl';
+        CREATE SINK k FROM kept INTO FILE 'out/kept.jsonl';
+        CREATE SINK o FROM outcomes INTO FILE 'out/outcomes.jsonl';"
+    );
+    let run_in = |name: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("job.sql"), &job).unwrap();
+        std::os::unix::fs::symlink(&frames_dir, dir.join("frames")).unwrap();
+        dir
+    };
+    let reference = run_in("reference");
+    let output = common::frameflow(&reference, false).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let expected = outcomes_by_frame(&reference.join("out/outcomes.jsonl"));
+    let duplicates = expected.values().filter(|o| *o == "duplicate").count();
+    assert_eq!(duplicates, 216, "every copy is a duplicate");
+
+    let dir = run_in("durable");
+    let mut kills = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut job = common::frameflow(&dir, true).spawn().unwrap();
+        let after = Duration::from_millis(300 + random(2500));
+        kills.push(after.as_millis());
+        std::thread::sleep(after);
+        job.kill().unwrap();
+        job.wait().unwrap();
+    }
+    eprintln!("killed after (ms): {kills:?}");
+    let output = common::frameflow(&dir, true).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let decided = outcomes_by_frame(&dir.join("out/outcomes.jsonl"));
+    let keys: BTreeSet<_> = expected.keys().chain(decided.keys()).collect();
+    let otherwise: Vec<String> = keys
+        .into_iter()
+        .filter(|k| expected.get(*k) != decided.get(*k))
+        .map(|k| format!("{k:?}: {:?}, not {:?}", decided.get(k), expected.get(k)))
+        .collect();
+    assert!(otherwise.is_empty(), "{} outcomes differ from one uninterrupted run's: {otherwise:?}", otherwise.len());
+    let text = |d: &Path| {
+        let mut rows: Vec<String> = common::read_jsonl(&d.join("out/hashes.jsonl"))
+            .iter()
+            .map(|r| format!("{} {} {}", r["source_id"], r["event_time"], r["text"]))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(text(&dir), text(&reference), "one hash row per frame kept");
+    let kept = |d: &Path| sorted_lines(&d.join("out/kept.jsonl"));
+    assert_eq!(kept(&dir), kept(&reference), "the windows of one uninterrupted run");
+}
+
 /// Waits (up to a minute) until the outcomes file has `n` rows: a durable
 /// job that is stopped delivers only what its last checkpoint holds.
 fn wait_for_outcomes(dir: &Path, n: usize) {

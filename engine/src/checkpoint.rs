@@ -17,6 +17,12 @@
 //! a session or global view keeps every frame needed, so such a job's
 //! sources resume from their start (and sinks still deliver nothing twice).
 //!
+//! An operator with state per camera (dedup's last kept frame) cannot be
+//! rebuilt by replay: what it keeps depends on what it kept before, back
+//! to the start. Its state at `frontier` is in the checkpoint instead,
+//! with the frames it refused that a restart may replay (see
+//! `runtime::state`).
+//!
 //! The file is written whole to a temporary name, synced, and renamed over
 //! `checkpoint.json` in the job's state folder.
 
@@ -46,6 +52,22 @@ pub struct Checkpoint {
     /// resumed job writes nothing more to them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub closed: BTreeSet<String>,
+    /// Per operator that keeps state per camera (by stream name, or
+    /// `SOURCE dedup` for a source's screen), its state at `frontier`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operators: BTreeMap<String, OperatorState>,
+}
+
+/// A stateful operator's part of a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// What its instances saved, after every frame stamped before the
+    /// frontier ([`crate::registry::VisionOperator::save`]).
+    pub state: Vec<serde_json::Value>,
+    /// The frames before the frontier that a restart may replay and that
+    /// it refused as duplicates: they are refused again, not judged anew.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub duplicates: BTreeSet<String>,
 }
 
 const FILE: &str = "checkpoint.json";

@@ -162,6 +162,32 @@ pub trait VisionOperator {
     fn process_batch(&mut self, frames: &[&DecodedFrame]) -> Result<Vec<FrameResult>, String> {
         Ok(frames.iter().map(|frame| self.process(frame)).collect())
     }
+
+    /// The state a durable job keeps in its checkpoints, for an operator
+    /// that keeps state per camera: entries that [`VisionOperator::restore`]
+    /// takes back, those of every worker's instance together. None by
+    /// default: a restarted job then starts the operator afresh.
+    fn save(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
+    /// Takes back the entries [`VisionOperator::save`] gave, the instances
+    /// of every worker together, before the first frame.
+    ///
+    /// # Errors
+    /// Entries it cannot read: the job does not start.
+    fn restore(&mut self, _entries: &[serde_json::Value]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A frame a restarted job replays from before its checkpoint, which
+    /// the operator's restored state already holds: its result again,
+    /// leaving the state as it is. `duplicate` says whether it was refused
+    /// as a duplicate before the restart. By default, `process`.
+    fn replay(&mut self, frame: &DecodedFrame, duplicate: bool) -> FrameResult {
+        let _ = duplicate;
+        self.process(frame)
+    }
 }
 
 /// What an operator found in one frame, or why it has nothing for it.

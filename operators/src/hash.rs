@@ -18,12 +18,14 @@
 //! forgotten.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use engine::model::{DecodedFrame, Pixels};
+use engine::model::{DecodedFrame, Detection, Pixels};
 use engine::plan::Options;
 use engine::registry::{FrameResult, OperatorFactory, PreparedOperator, Refusal, VisionOperator};
 use engine::time::Millis;
+use serde_json::{Value, json};
 
 use crate::pillow::{self, Filter};
 use crate::{check_options, detection};
@@ -91,6 +93,16 @@ struct Kept {
     at: Millis,
 }
 
+impl Hasher {
+    /// The frame's row, with its hash.
+    fn row(decoded: &DecodedFrame, hash: u64) -> Detection {
+        let (w, h) = (decoded.pixels.width as f32, decoded.pixels.height as f32);
+        let mut row = detection(&decoded.frame, "hash", "hash", 1.0, [0.0, 0.0, w, h]);
+        row.text = Some(format!("{hash:016x}"));
+        row
+    }
+}
+
 impl VisionOperator for Hasher {
     fn process(&mut self, decoded: &DecodedFrame) -> FrameResult {
         let frame = &decoded.frame;
@@ -115,10 +127,49 @@ impl VisionOperator for Hasher {
                 self.kept.retain(|_, kept| newest.saturating_sub(kept.at) <= dedup.span_ms);
             }
         }
-        let (w, h) = (decoded.pixels.width as f32, decoded.pixels.height as f32);
-        let mut row = detection(frame, "hash", "hash", 1.0, [0.0, 0.0, w, h]);
-        row.text = Some(format!("{hash:016x}"));
-        Ok(vec![row])
+        Ok(vec![Hasher::row(decoded, hash)])
+    }
+
+    /// Per camera, the frame it last kept.
+    fn save(&self) -> Vec<Value> {
+        let entries = self.kept.iter().map(|((tenant, camera), kept)| {
+            json!({
+                "tenant": &**tenant,
+                "source_id": &**camera,
+                "frame_id": &*kept.frame_id,
+                "hash": format!("{:016x}", kept.hash),
+                "at": kept.at,
+            })
+        });
+        entries.collect()
+    }
+
+    /// Every worker's instance saves what it holds, and each holds every
+    /// camera restored into it, so a camera can come more than once: the
+    /// newest entry is the one its worker kept last.
+    fn restore(&mut self, entries: &[Value]) -> Result<(), String> {
+        for entry in entries {
+            let text = |field: &str| entry[field].as_str().ok_or(format!("no `{field}` in {entry}"));
+            let hash = u64::from_str_radix(text("hash")?, 16).map_err(|e| format!("bad hash in {entry}: {e}"))?;
+            let at = entry["at"].as_i64().ok_or(format!("no `at` in {entry}"))?;
+            let camera = (Arc::from(text("tenant")?), Arc::from(text("source_id")?));
+            let kept = Kept { frame_id: text("frame_id")?.into(), hash, at };
+            match self.kept.entry(camera) {
+                Entry::Occupied(mut newest) if newest.get().at < at => drop(newest.insert(kept)),
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => drop(slot.insert(kept)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The row, or the refusal, of before the restart; what the camera
+    /// kept since is in the state restored.
+    fn replay(&mut self, decoded: &DecodedFrame, duplicate: bool) -> FrameResult {
+        if duplicate {
+            return Err(Refusal::Duplicate("a near duplicate, as found before the job restarted".to_owned()));
+        }
+        Ok(vec![Hasher::row(decoded, dhash(&decoded.pixels))])
     }
 }
 

@@ -7,20 +7,36 @@
 //!    durable ([`Sink::checkpoint`](crate::registry::Sink::checkpoint)) and
 //!    reports where it stands.
 //! 3. Each worker, once its probe has passed `X`, reports its sources'
-//!    positions past the polls whose every output is stamped before `X`.
+//!    positions past the polls whose every output is stamped before `X`,
+//!    and its stateful operators' state after every frame before `X`.
 //! 4. The last report writes the checkpoint; the barrier lifts, and the
 //!    sources may release what the checkpoint no longer needs.
 //!
 //! Sinks thus stand exactly at `X` in every checkpoint, whatever the
 //! timing, and the sources' positions are consistent with them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{Checkpoint, Positions};
+use crate::checkpoint::{Checkpoint, OperatorState, Positions};
 use crate::time::{Tick, TickClock};
+
+use super::state::OperatorReport;
+
+/// A worker's part of a round.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Report {
+    /// Per source, where its partitions on the worker resume.
+    pub positions: BTreeMap<String, Positions>,
+    /// Per stateful operator, its instance's state at the barrier and the
+    /// duplicates it refused before it ([`super::state::StateLog::at`]).
+    pub operators: BTreeMap<String, OperatorReport>,
+    /// No frame the worker's sources replay from `positions` is stamped
+    /// before this.
+    pub replay_from: Tick,
+}
 
 pub(crate) struct Checkpoints {
     dir: PathBuf,
@@ -31,7 +47,9 @@ pub(crate) struct Checkpoints {
     /// Outputs stamped before this tick were delivered before a restart.
     pub resume_tick: Tick,
     /// Sinks that had delivered everything before a restart.
-    closed_before: std::collections::BTreeSet<String>,
+    closed_before: BTreeSet<String>,
+    /// The checkpoint resumed from.
+    resumed: Checkpoint,
     /// Ticks after a frame's own by which its every output is stamped;
     /// `None` when a session or global view may need it forever.
     pub horizon: Option<Tick>,
@@ -48,7 +66,9 @@ struct State {
     latest: Option<Tick>,
     /// Changes when a round starts or ends: sinks then have work.
     version: u64,
-    finals: Vec<Option<BTreeMap<String, Positions>>>,
+    finals: Vec<Option<Report>>,
+    /// The last checkpoint's: no restart replays a frame stamped before it.
+    replay_from: Tick,
     closed_sinks: BTreeMap<String, Option<String>>,
     /// Once stopping: the last round that began before the stop.
     stop_after: Option<u64>,
@@ -60,7 +80,7 @@ struct State {
 struct Round {
     id: u64,
     barrier: Tick,
-    workers: Vec<Option<BTreeMap<String, Positions>>>,
+    workers: Vec<Option<Report>>,
     sinks: BTreeMap<String, Option<String>>,
 }
 
@@ -90,6 +110,7 @@ impl Checkpoints {
             interval,
             resume_tick,
             closed_before: last.as_ref().map(|c| c.closed.clone()).unwrap_or_default(),
+            resumed: last.clone().unwrap_or_default(),
             horizon,
             state: Mutex::new(State {
                 last: last.unwrap_or_default(),
@@ -99,6 +120,7 @@ impl Checkpoints {
                 latest: None,
                 version: 0,
                 finals: vec![None; workers],
+                replay_from: 0,
                 closed_sinks: BTreeMap::new(),
                 stop_after: None,
                 frozen: None,
@@ -112,6 +134,17 @@ impl Checkpoints {
 
     pub fn last(&self) -> Checkpoint {
         self.lock().last.clone()
+    }
+
+    /// The checkpoint the job resumed from (empty on a first run).
+    pub fn resumed(&self) -> &Checkpoint {
+        &self.resumed
+    }
+
+    /// No restart from the last checkpoint replays a frame stamped before
+    /// this.
+    pub fn replay_from(&self) -> Tick {
+        self.lock().replay_from
     }
 
     /// Before which tick a sink drops what it gets: it delivered that
@@ -193,16 +226,11 @@ impl Checkpoints {
         self.complete(&mut state)
     }
 
-    /// A worker's sources' positions for round `id`.
-    pub fn worker_reported(
-        &self,
-        id: u64,
-        worker: usize,
-        positions: BTreeMap<String, Positions>,
-    ) -> Result<(), String> {
+    /// A worker's part of round `id`.
+    pub fn worker_reported(&self, id: u64, worker: usize, report: Report) -> Result<(), String> {
         let mut state = self.lock();
         let Some(round) = state.round.as_mut().filter(|r| r.id == id) else { return Ok(()) };
-        round.workers[worker] = Some(positions);
+        round.workers[worker] = Some(report);
         self.complete(&mut state)
     }
 
@@ -211,10 +239,12 @@ impl Checkpoints {
         if round.workers.iter().any(Option::is_none) || round.sinks.values().any(Option::is_none) {
             return Ok(());
         }
+        let replay_from = round.workers.iter().flatten().map(|r| r.replay_from).min().unwrap_or(round.barrier);
         let checkpoint = Checkpoint {
             id: round.id,
             frontier: self.clock.start_of(round.barrier),
             sources: merge(&round.workers),
+            operators: operators(&round.workers, replay_from),
             sinks: round
                 .sinks
                 .iter()
@@ -227,15 +257,16 @@ impl Checkpoints {
             state.frozen = Some(Barrier { id: checkpoint.id, tick: round.barrier });
         }
         state.last = checkpoint;
+        state.replay_from = replay_from;
         state.round = None;
         state.version += 1;
         Ok(())
     }
 
     /// A worker has finished: every output is delivered; its sources'
-    /// final positions.
-    pub fn worker_finished(&self, worker: usize, positions: BTreeMap<String, Positions>) {
-        self.lock().finals[worker] = Some(positions);
+    /// final positions and its operators' final state.
+    pub fn worker_finished(&self, worker: usize, report: Report) {
+        self.lock().finals[worker] = Some(report);
     }
 
     /// A sink has delivered everything and closed, at `position`: that is
@@ -265,6 +296,9 @@ impl Checkpoints {
             sources: merge(&state.finals),
             sinks: state.closed_sinks.iter().filter_map(|(n, p)| Some((n.clone(), p.clone()?))).collect(),
             closed: Default::default(),
+            // frames replayed again (a source without positions) are
+            // behind the frontier, so they are outputs no more
+            operators: operators(&state.finals, Tick::MAX),
         };
         checkpoint.store(&self.dir)?;
         state.last = checkpoint;
@@ -273,12 +307,24 @@ impl Checkpoints {
 }
 
 /// The positions of every worker's partitions, per source.
-fn merge(workers: &[Option<BTreeMap<String, Positions>>]) -> BTreeMap<String, Positions> {
+fn merge(workers: &[Option<Report>]) -> BTreeMap<String, Positions> {
     let mut merged: BTreeMap<String, Positions> = BTreeMap::new();
-    for positions in workers.iter().flatten() {
-        for (source, entries) in positions {
+    for report in workers.iter().flatten() {
+        for (source, entries) in &report.positions {
             merged.entry(source.clone()).or_default().extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
     merged
+}
+
+/// Every worker's state of each stateful operator, per operator.
+fn operators(workers: &[Option<Report>], replay_from: Tick) -> BTreeMap<String, OperatorState> {
+    let names: BTreeSet<&String> = workers.iter().flatten().flat_map(|r| r.operators.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let reports = workers.iter().flatten().filter_map(|r| r.operators.get(name));
+            (name.clone(), super::state::merge(reports, replay_from))
+        })
+        .collect()
 }

@@ -23,14 +23,15 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{ActivateCapability, Capability, Concatenate, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
-use super::vision::{self, RunPolicy, run_operator};
+use super::state::{Resumed, SharedLog};
+use super::vision::{self, RunPolicy, Stateful, run_operator};
 use super::window::WindowRow;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
 use crate::plan::{
     DEAD_LETTER, Filter, JobPlan, LatePolicy, OUTCOMES, Projection, SourceRows, StreamInput, StreamSpec, ViewSpec,
 };
-use crate::registry::{Decoder, PreparedOperator, Sink};
+use crate::registry::{Decoder, PreparedOperator, Sink, VisionOperator};
 use crate::time::{Tick, TickClock};
 
 pub(crate) type Input<T> = UnorderedHandle<Tick, CapacityContainerBuilder<Vec<T>>>;
@@ -74,14 +75,31 @@ pub(crate) struct Prepared {
     pub discard: std::sync::atomic::AtomicBool,
 }
 
-/// Builds the dataflow; returns one input per plan source, in plan order,
-/// and what wakes the sinks.
+/// What [`build`] gives the worker: one input per plan source, in plan
+/// order; what wakes the sinks; and the state logs of the operators that
+/// keep state per camera, by name, in a durable job.
+pub(crate) type Built = (Vec<SourceInput>, Vec<timely::scheduling::Activator>, Vec<(String, SharedLog)>);
+
+/// Builds the dataflow.
 pub(crate) fn build<'scope>(
     scope: Scope<'scope, Tick>,
     worker: usize,
     job: &Arc<Prepared>,
     probe: &ProbeHandle<Tick>,
-) -> Result<(Vec<SourceInput>, Vec<timely::scheduling::Activator>), String> {
+) -> Result<Built, String> {
+    let mut logs = Vec::new();
+    // An operator with state per camera: restored from the checkpoint
+    // resumed from, and logging its state for the next ones.
+    let mut stateful = |name: &str, operator: &mut dyn VisionOperator| -> Result<Option<Stateful>, String> {
+        let Some(checkpoints) = &job.checkpoints else { return Ok(None) };
+        let resumed = checkpoints.resumed();
+        let saved = resumed.operators.get(name);
+        let base = saved.map(|s| s.state.clone()).unwrap_or_default();
+        operator.restore(&base).map_err(|e| format!("`{name}` cannot take back its checkpointed state: {e}"))?;
+        let log = SharedLog::new(base);
+        logs.push((name.to_owned(), log.clone()));
+        Ok(Some(Stateful { log, resumed: Resumed::new(checkpoints.resume_tick, saved) }))
+    };
     let mut inputs = Vec::new();
     let mut activators = Vec::new();
     let mut decoded: HashMap<&str, StreamVec<'scope, Tick, DecodedFrame>> = HashMap::new();
@@ -117,7 +135,9 @@ pub(crate) fn build<'scope>(
             // then spread again for the streams.
             let camera = ok.exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]));
             let name = format!("{} dedup", spec.name);
-            let (kept, refused) = vision::screen(camera, &name, screen.instance()?, job.metrics.clone());
+            let mut operator = screen.instance()?;
+            let state = stateful(&name, operator.as_mut())?;
+            let (kept, refused) = vision::screen(camera, &name, operator, job.metrics.clone(), state);
             outcomes.push(refused);
             ok = kept
                 .exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]).wrapping_add(f.frame.seq));
@@ -141,14 +161,10 @@ pub(crate) fn build<'scope>(
                     // the operator puts each complete tick in order.
                     input = input.exchange(|f: &DecodedFrame| stable_hash(&[f.frame.source_id.as_bytes()]));
                 }
-                let (found, outcome) = run_operator(
-                    input,
-                    name,
-                    operator.instance()?,
-                    per_camera,
-                    job.policies[name],
-                    job.metrics.clone(),
-                );
+                let mut instance = operator.instance()?;
+                let state = if per_camera { stateful(name, instance.as_mut())? } else { None };
+                let (found, outcome) =
+                    run_operator(input, name, instance, per_camera, job.policies[name], job.metrics.clone(), state);
                 outcomes.push(outcome);
                 found
             }
@@ -208,7 +224,7 @@ pub(crate) fn build<'scope>(
         let sink = if worker == 0 { job.sinks.get(&spec.name).and_then(|slot| slot.lock().ok()?.take()) } else { None };
         write_to_sink(records, &spec.name, sink, job.clone(), &mut activators).probe_with(probe);
     }
-    Ok((inputs, activators))
+    Ok((inputs, activators, logs))
 }
 
 /// A stream's rows after its `WHERE`.

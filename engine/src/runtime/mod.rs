@@ -9,6 +9,7 @@
 
 mod checkpoints;
 mod dataflow;
+mod state;
 pub mod vision;
 mod window;
 
@@ -28,8 +29,9 @@ use crate::plan::{JobPlan, LatePolicy, StreamInput, WindowSpec};
 use crate::registry::{Partition, Registry, Source, SourcePoll, SourceRow};
 use crate::time::{Tick, TickClock};
 use crate::watermark::late_row;
-use checkpoints::Checkpoints;
+use checkpoints::{Checkpoints, Report};
 use dataflow::{InputHandle, Prepared, SourceInput};
+use state::{OperatorReport, SharedLog};
 use timely::dataflow::operators::ActivateCapability;
 
 /// How a job runs, beside what it computes.
@@ -118,10 +120,10 @@ pub fn run(
         }
         let probe = ProbeHandle::new();
         let index = worker.index();
-        let (mut inputs, activators) =
+        let (mut inputs, activators, operators) =
             worker.dataflow::<Tick, _, _>(|scope| dataflow::build(scope, index, job, &probe))?;
         let limits = (per_worker_budget, byte_budget, &*stop);
-        let result = drive(worker, job, &mut sources, &mut inputs, &probe, limits, &activators);
+        let result = drive(worker, job, &mut sources, &mut inputs, &probe, limits, (&activators, operators));
         if result.is_err() {
             // Stop every worker, not just this one, so none waits on it.
             fail(job, result.as_ref().err().cloned().unwrap_or_default());
@@ -397,32 +399,47 @@ fn admit<I, T: Footprint + 'static>(
     latest
 }
 
-/// A source's polls that returned input, with the latest tick each placed
-/// input at: which of them a checkpoint at some tick has behind it.
+/// A source's polls that returned input, with the earliest and latest
+/// ticks each could place input at: which of them a checkpoint at some
+/// tick has behind it.
 #[derive(Default)]
 struct PollLog {
-    polls: VecDeque<(u64, Tick)>,
+    polls: VecDeque<Poll>,
     count: u64,
 }
 
+struct Poll {
+    n: u64,
+    /// The source's capability then: no input of the poll is before it.
+    floor: Tick,
+    latest: Tick,
+}
+
 impl PollLog {
-    /// A poll that returned input, which the engine placed at `latest`
-    /// at the latest.
-    fn record(&mut self, latest: Tick) {
+    /// A poll that returned input, which the engine placed from `floor`
+    /// to `latest`.
+    fn record(&mut self, floor: Tick, latest: Tick) {
         self.count += 1;
-        self.polls.push_back((self.count, latest));
+        self.polls.push_back(Poll { n: self.count, floor, latest });
     }
 
     /// How many polls have every output stamped before `barrier`: a
     /// prefix, since sources resume from one position.
     fn behind(&self, barrier: Tick, horizon: Option<Tick>) -> u64 {
         let Some(horizon) = horizon else { return 0 };
-        let first_ahead = self.polls.iter().find(|(_, tick)| tick.saturating_add(horizon) > barrier);
-        first_ahead.map_or(self.count, |(n, _)| n - 1)
+        let first_ahead = self.polls.iter().find(|p| p.latest.saturating_add(horizon) > barrier);
+        first_ahead.map_or(self.count, |p| p.n - 1)
+    }
+
+    /// The earliest tick of input that resuming after the first `behind`
+    /// polls replays, if any: later polls place input at or after the
+    /// capability the checkpoint's barrier has passed.
+    fn replay_from(&self, behind: u64) -> Option<Tick> {
+        self.polls.iter().find(|p| p.n > behind).map(|p| p.floor)
     }
 
     fn forget(&mut self, through: u64) {
-        while self.polls.front().is_some_and(|(n, _)| *n <= through) {
+        while self.polls.front().is_some_and(|p| p.n <= through) {
             self.polls.pop_front();
         }
     }
@@ -432,10 +449,12 @@ impl PollLog {
 #[derive(Default)]
 struct Participation {
     logs: Vec<PollLog>,
+    /// The state logs of the worker's stateful operators, by name.
+    operators: Vec<(String, SharedLog)>,
     reported: u64,
-    /// The round reported, and each source's polls behind it: released
-    /// once that checkpoint is durable.
-    releasing: Option<(u64, Vec<u64>)>,
+    /// The round reported, its barrier, and each source's polls behind
+    /// it: released once that checkpoint is durable.
+    releasing: Option<(u64, Tick, Vec<u64>)>,
     version: u64,
 }
 
@@ -461,21 +480,36 @@ impl Participation {
         if let Some(barrier) = checkpoints.barrier()
             && barrier.id != self.reported
             && frontier.is_none_or(|f| f >= barrier.tick)
+            // each stateful operator has run every frame before the
+            // barrier (it may not have had its turn since the probe moved)
+            && let Some(operators) = self.operators_at(barrier.tick)
         {
             let counts: Vec<u64> = self.logs.iter().map(|l| l.behind(barrier.tick, checkpoints.horizon)).collect();
-            let positions = self.positions(job, sources, &counts);
+            let replay_from = self.logs.iter().zip(&counts).filter_map(|(l, n)| l.replay_from(*n)).min();
+            let report = Report {
+                positions: self.positions(job, sources, &counts),
+                operators,
+                replay_from: replay_from.unwrap_or(barrier.tick),
+            };
             self.reported = barrier.id;
-            self.releasing = Some((barrier.id, counts));
-            checkpoints.worker_reported(barrier.id, worker, positions)?;
+            self.releasing = Some((barrier.id, barrier.tick, counts));
+            checkpoints.worker_reported(barrier.id, worker, report)?;
         }
-        if let Some((id, counts)) = self.releasing.take_if(|(id, _)| checkpoints.last_id() >= *id) {
-            let _ = id;
+        if let Some((_, barrier, counts)) = self.releasing.take_if(|(id, ..)| checkpoints.last_id() >= *id) {
             for ((source, log), n) in sources.iter_mut().zip(&mut self.logs).zip(counts) {
                 source.committed(n);
                 log.forget(n);
             }
+            for (_, log) in &self.operators {
+                log.lock().forget(barrier, checkpoints.replay_from());
+            }
         }
         Ok(())
+    }
+
+    /// Each stateful operator's state at `tick`, once each has it.
+    fn operators_at(&self, tick: Tick) -> Option<BTreeMap<String, OperatorReport>> {
+        self.operators.iter().map(|(name, log)| Some((name.clone(), log.lock().at(tick)?))).collect()
     }
 
     fn positions(
@@ -507,12 +541,12 @@ fn drive(
     inputs: &mut [SourceInput],
     probe: &ProbeHandle<Tick>,
     (budget, byte_budget, stop): (usize, usize, &AtomicBool),
-    sinks: &[timely::scheduling::Activator],
+    (sinks, operators): (&[timely::scheduling::Activator], Vec<(String, SharedLog)>),
 ) -> Result<(), String> {
     let mut in_flight = InFlight::default();
     let mut stopping = false;
     let mut participation =
-        Participation { logs: sources.iter().map(|_| PollLog::default()).collect(), ..Default::default() };
+        Participation { logs: sources.iter().map(|_| PollLog::default()).collect(), operators, ..Default::default() };
     // Per source: since when the budget has held it back, and whether it
     // was told to pause.
     let mut held: Vec<Option<(Instant, bool)>> = vec![None; sources.len()];
@@ -589,7 +623,8 @@ fn drive(
                         Some((frame, at.max(floor)))
                     });
                     if polled {
-                        participation.logs[index].record(latest.unwrap_or(*capability.time()));
+                        let floor = *capability.time();
+                        participation.logs[index].record(floor, latest.unwrap_or(floor));
                     }
                     false
                 }
@@ -626,7 +661,8 @@ fn drive(
                         None => None,
                     };
                     if polled {
-                        participation.logs[index].record(latest.max(refused).unwrap_or(*capability.time()));
+                        let floor = *capability.time();
+                        participation.logs[index].record(floor, latest.max(refused).unwrap_or(floor));
                     }
                     false
                 }
@@ -657,7 +693,13 @@ fn drive(
             in_flight.retire(probe, &job.metrics);
             if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| !job.discard.load(Ordering::SeqCst)) {
                 let counts: Vec<u64> = participation.logs.iter().map(|l| l.count).collect();
-                checkpoints.worker_finished(worker.index(), participation.positions(job, sources, &counts));
+                let operators = participation.operators.iter();
+                let report = Report {
+                    positions: participation.positions(job, sources, &counts),
+                    operators: operators.map(|(name, log)| (name.clone(), (log.lock().latest(), Vec::new()))).collect(),
+                    replay_from: Tick::MAX,
+                };
+                checkpoints.worker_finished(worker.index(), report);
             }
             return Ok(());
         }

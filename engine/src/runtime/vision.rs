@@ -21,6 +21,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::dataflow::outcome;
+use super::state::{Resumed, SharedLog};
 use crate::metrics::{Metrics, StreamCounts};
 use crate::model::{DecodedFrame, Detection, FrameOutcome, Outcome};
 use crate::plan::Options;
@@ -111,6 +112,7 @@ pub(crate) fn run_operator<'scope>(
     per_camera: bool,
     policy: RunPolicy,
     metrics: Arc<Metrics>,
+    state: Option<Stateful>,
 ) -> (StreamVec<'scope, Tick, Detection>, StreamVec<'scope, Tick, FrameOutcome>) {
     let stage: Arc<str> = name.into();
     let counts = metrics.stream(name);
@@ -122,7 +124,7 @@ pub(crate) fn run_operator<'scope>(
         found.into_iter().map(Ok).chain([Err(processed)]).collect()
     };
     let counters = Counters { job: metrics, stream: Some(counts) };
-    run(frames, name, operator, per_camera, policy, counters, found).ok_err(|result| result)
+    run(frames, name, operator, (per_camera, state), policy, counters, found).ok_err(|result| result)
 }
 
 /// Runs an operator that screens frames (`dedup` on a source): the frames
@@ -134,10 +136,18 @@ pub(crate) fn screen<'scope>(
     name: &str,
     operator: Box<dyn VisionOperator>,
     metrics: Arc<Metrics>,
+    state: Option<Stateful>,
 ) -> (StreamVec<'scope, Tick, DecodedFrame>, StreamVec<'scope, Tick, FrameOutcome>) {
     let pass = |decoded: DecodedFrame, _: Vec<Detection>| vec![Ok(decoded)];
     let counters = Counters { job: metrics, stream: None };
-    run(frames, name, operator, true, RunPolicy::default(), counters, pass).ok_err(|result| result)
+    run(frames, name, operator, (true, state), RunPolicy::default(), counters, pass).ok_err(|result| result)
+}
+
+/// An operator with state per camera in a durable job: where it logs its
+/// state for checkpoints, and what it resumed from.
+pub(crate) struct Stateful {
+    pub log: SharedLog,
+    pub resumed: Resumed,
 }
 
 /// Where [`run`] counts outcomes.
@@ -154,7 +164,7 @@ fn run<'scope, T: Clone + 'static>(
     frames: StreamVec<'scope, Tick, DecodedFrame>,
     name: &str,
     mut operator: Box<dyn VisionOperator>,
-    per_camera: bool,
+    (per_camera, state): (bool, Option<Stateful>),
     policy: RunPolicy,
     counters: Counters,
     found: impl Fn(DecodedFrame, Vec<Detection>) -> Vec<Result<T, FrameOutcome>> + 'static,
@@ -253,14 +263,32 @@ fn run<'scope, T: Clone + 'static>(
                         break;
                     }
                 }
-                let frames: Vec<&DecodedFrame> = taken.iter().map(|(_, f)| f).collect();
-                let results = run_batch(operator.as_mut(), &frames);
+                let results = match &state {
+                    // one frame at a time (the operator is per camera)
+                    Some(Stateful { log, resumed }) => taken
+                        .iter()
+                        .map(|(index, decoded)| {
+                            let tick = *waiting[*index].capability.time();
+                            if tick < resumed.tick {
+                                let duplicate = resumed.duplicates.contains(&decoded.frame.frame_id);
+                                guarded(|| operator.replay(decoded, duplicate))
+                            } else {
+                                log.lock().before(tick, operator.as_ref());
+                                guarded(|| operator.process(decoded))
+                            }
+                        })
+                        .collect(),
+                    None => run_batch(operator.as_mut(), &taken.iter().map(|(_, f)| f).collect::<Vec<_>>()),
+                };
                 for ((index, decoded), result) in taken.into_iter().zip(results) {
                     let mut session = output.session(&waiting[index].capability);
                     let frame = &decoded.frame;
                     match result {
                         Ok(rows) => session.give_iterator(found(decoded, rows).into_iter()),
                         Err(Refusal::Duplicate(reason)) => {
+                            if let Some(Stateful { log, .. }) = &state {
+                                log.lock().duplicate(*waiting[index].capability.time(), frame.frame_id.clone());
+                            }
                             Metrics::add(&metrics.frames_duplicate, 1);
                             session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
                         }
@@ -279,6 +307,11 @@ fn run<'scope, T: Clone + 'static>(
             }
             if waiting.is_empty() {
                 shed_count.clear();
+                // every frame stamped before the frontier has run
+                if let Some(Stateful { log, .. }) = &state {
+                    let settled = frontier.frontier().iter().min().copied().unwrap_or(Tick::MAX);
+                    log.lock().settle(settled, operator.as_ref());
+                }
             }
             let queued = waiting.iter().chain(incomplete.values()).map(|w| w.frames.len()).sum();
             let oldest = waiting.iter().chain(incomplete.values()).map(|w| w.arrived).min();
@@ -301,13 +334,13 @@ fn run_batch(operator: &mut dyn VisionOperator, frames: &[&DecodedFrame]) -> Vec
             return results;
         }
     }
-    frames
-        .iter()
-        .map(|frame| {
-            catch_unwind(AssertUnwindSafe(|| operator.process(frame)))
-                .unwrap_or_else(|panic| Err(Refusal::Failed(format!("operator panicked: {}", panic_message(&panic)))))
-        })
-        .collect()
+    frames.iter().map(|frame| guarded(|| operator.process(frame))).collect()
+}
+
+/// One frame's result, a panic its failure.
+fn guarded(process: impl FnOnce() -> FrameResult) -> FrameResult {
+    catch_unwind(AssertUnwindSafe(process))
+        .unwrap_or_else(|panic| Err(Refusal::Failed(format!("operator panicked: {}", panic_message(&panic)))))
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
