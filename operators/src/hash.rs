@@ -84,13 +84,20 @@ impl PreparedOperator for PreparedHash {
 struct Hasher {
     dedup: Option<Dedup>,
     /// Per tenant and camera, the last frame kept.
-    kept: HashMap<(Arc<str>, Arc<str>), Kept>,
+    kept: HashMap<Camera, Kept>,
 }
+
+/// A tenant and a camera.
+type Camera = (Arc<str>, Arc<str>);
 
 struct Kept {
     frame_id: Arc<str>,
     hash: u64,
     at: Millis,
+    /// Restored from a checkpoint and not kept here since: every worker's
+    /// instance holds every camera restored, but only the one its frames
+    /// go to moves it on.
+    restored: bool,
 }
 
 impl Hasher {
@@ -109,7 +116,7 @@ impl VisionOperator for Hasher {
         let hash = dhash(&decoded.pixels);
         if let Some(dedup) = self.dedup {
             let camera = (frame.tenant.clone(), frame.source_id.clone());
-            if let Some(Kept { frame_id: id, hash: last, at }) = self.kept.get(&camera) {
+            if let Some(Kept { frame_id: id, hash: last, at, .. }) = self.kept.get(&camera) {
                 let distance = (hash ^ last).count_ones();
                 let since = frame.event_time.saturating_sub(*at);
                 if (0..=dedup.span_ms).contains(&since) && distance <= dedup.max_distance {
@@ -120,7 +127,8 @@ impl VisionOperator for Hasher {
             }
             // A late frame (older than the one kept) is hashed, not kept.
             if self.kept.get(&camera).is_none_or(|kept| kept.at <= frame.event_time) {
-                self.kept.insert(camera, Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time });
+                let kept = Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time, restored: false };
+                self.kept.insert(camera, kept);
             }
             if self.kept.len() > 1024 {
                 let newest = frame.event_time;
@@ -139,6 +147,7 @@ impl VisionOperator for Hasher {
                 "frame_id": &*kept.frame_id,
                 "hash": format!("{:016x}", kept.hash),
                 "at": kept.at,
+                "restored": kept.restored,
             })
         });
         entries.collect()
@@ -146,20 +155,24 @@ impl VisionOperator for Hasher {
 
     /// Every worker's instance saves what it holds, and each holds every
     /// camera restored into it, so a camera can come more than once: the
-    /// newest entry is the one its worker kept last.
+    /// entry of the instance that has kept a frame of it since wins, else
+    /// the newest.
     fn restore(&mut self, entries: &[Value]) -> Result<(), String> {
+        let mut best: HashMap<Camera, ((bool, Millis), Kept)> = HashMap::new();
         for entry in entries {
             let text = |field: &str| entry[field].as_str().ok_or(format!("no `{field}` in {entry}"));
             let hash = u64::from_str_radix(text("hash")?, 16).map_err(|e| format!("bad hash in {entry}: {e}"))?;
             let at = entry["at"].as_i64().ok_or(format!("no `at` in {entry}"))?;
+            let rank = (!entry["restored"].as_bool().unwrap_or(false), at);
             let camera = (Arc::from(text("tenant")?), Arc::from(text("source_id")?));
-            let kept = Kept { frame_id: text("frame_id")?.into(), hash, at };
-            match self.kept.entry(camera) {
-                Entry::Occupied(mut newest) if newest.get().at < at => drop(newest.insert(kept)),
+            let kept = Kept { frame_id: text("frame_id")?.into(), hash, at, restored: true };
+            match best.entry(camera) {
+                Entry::Occupied(mut held) if held.get().0 < rank => drop(held.insert((rank, kept))),
                 Entry::Occupied(_) => {}
-                Entry::Vacant(slot) => drop(slot.insert(kept)),
+                Entry::Vacant(slot) => drop(slot.insert((rank, kept))),
             }
         }
+        self.kept.extend(best.into_iter().map(|(camera, (_, kept))| (camera, kept)));
         Ok(())
     }
 

@@ -33,8 +33,10 @@ pub(crate) struct Report {
     /// Per stateful operator, its instance's state at the barrier and the
     /// duplicates it refused before it ([`super::state::StateLog::at`]).
     pub operators: BTreeMap<String, OperatorReport>,
-    /// No frame the worker's sources replay from `positions` is stamped
-    /// before this.
+    /// No frame whose answer a restart needs is stamped before this: the
+    /// frames of the polls not yet behind the barrier start here. (Sources
+    /// may replay earlier frames too, a generator from its start; their
+    /// outputs are all stamped before the barrier, and dropped.)
     pub replay_from: Tick,
 }
 

@@ -26,6 +26,7 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use super::state::{Resumed, SharedLog};
 use super::vision::{self, RunPolicy, Stateful, run_operator};
 use super::window::WindowRow;
+use crate::checkpoint::OperatorState;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
 use crate::plan::{
@@ -92,13 +93,23 @@ pub(crate) fn build<'scope>(
     // resumed from, and logging its state for the next ones.
     let mut stateful = |name: &str, operator: &mut dyn VisionOperator| -> Result<Option<Stateful>, String> {
         let Some(checkpoints) = &job.checkpoints else { return Ok(None) };
-        let resumed = checkpoints.resumed();
-        let saved = resumed.operators.get(name);
-        let base = saved.map(|s| s.state.clone()).unwrap_or_default();
-        operator.restore(&base).map_err(|e| format!("`{name}` cannot take back its checkpointed state: {e}"))?;
-        let log = SharedLog::new(base);
+        let saved = checkpoints.resumed().operators.get(name);
+        if let Some(saved) = saved {
+            operator
+                .restore(&saved.state)
+                .map_err(|e| format!("`{name}` cannot take back its checkpointed state: {e}"))?;
+        }
+        // what the instance holds (not what it was given: every worker's
+        // instance is given every worker's entries)
+        let log = SharedLog::new(operator.save());
         logs.push((name.to_owned(), log.clone()));
-        Ok(Some(Stateful { log, resumed: Resumed::new(checkpoints.resume_tick, saved) }))
+        // Without saved state (a checkpoint of an older frameflow, or a
+        // stream new to the job), replayed frames rebuild it as they did.
+        let resumed = match saved {
+            Some(saved) => Resumed::new(checkpoints.resume_tick, saved),
+            None => Resumed::new(0, &OperatorState::default()),
+        };
+        Ok(Some(Stateful { log, resumed }))
     };
     let mut inputs = Vec::new();
     let mut activators = Vec::new();

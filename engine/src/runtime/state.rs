@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 
 use crate::checkpoint::OperatorState;
+use crate::model::Frame;
 use crate::registry::VisionOperator;
 use crate::time::Tick;
 
@@ -40,7 +41,7 @@ pub(crate) struct StateLog {
     dirty: bool,
     /// Every frame stamped before this has been run.
     settled: Tick,
-    /// Frames refused as duplicates, by tick.
+    /// Frames refused as duplicates ([`frame_key`]), by tick.
     duplicates: BTreeMap<Tick, Vec<Arc<str>>>,
 }
 
@@ -76,8 +77,8 @@ impl StateLog {
     }
 
     /// A frame stamped `tick` was refused as a duplicate.
-    pub fn duplicate(&mut self, tick: Tick, frame_id: Arc<str>) {
-        self.duplicates.entry(tick).or_default().push(frame_id);
+    pub fn duplicate(&mut self, tick: Tick, frame: &Frame) {
+        self.duplicates.entry(tick).or_default().push(frame_key(frame));
     }
 
     /// The operator has run every frame stamped before `frontier`.
@@ -124,15 +125,20 @@ impl StateLog {
 pub(crate) struct Resumed {
     /// Frames stamped before this are replays.
     pub tick: Tick,
-    /// The replays it refused as duplicates.
+    /// The replays it refused as duplicates ([`frame_key`]).
     pub duplicates: HashSet<Arc<str>>,
 }
 
 impl Resumed {
-    pub fn new(tick: Tick, state: Option<&OperatorState>) -> Resumed {
-        let duplicates = state.map(|s| s.duplicates.iter().map(|id| Arc::from(id.as_str())).collect());
-        Resumed { tick, duplicates: duplicates.unwrap_or_default() }
+    pub fn new(tick: Tick, state: &OperatorState) -> Resumed {
+        Resumed { tick, duplicates: state.duplicates.iter().map(|id| Arc::from(id.as_str())).collect() }
     }
+}
+
+/// How a frame is named among the duplicates: by its source too, since
+/// frame ids are unique only within a source.
+pub(crate) fn frame_key(frame: &Frame) -> Arc<str> {
+    format!("{}/{}/{}", frame.tenant, frame.source_id, frame.frame_id).into()
 }
 
 /// Every worker's report for one operator in one round, merged: the state
@@ -176,7 +182,7 @@ mod tests {
             log.before(tick, &counter);
             counter.0 += 1;
         }
-        log.duplicate(5, "f5".into());
+        log.duplicates.entry(5).or_default().push("f5".into());
         // tick 9 may still have frames to come
         assert_eq!(log.at(10), None);
         assert_eq!(log.at(9), Some((vec![3.into()], vec![(5, "f5".into())])));

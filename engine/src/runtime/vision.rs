@@ -21,7 +21,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::dataflow::outcome;
-use super::state::{Resumed, SharedLog};
+use super::state::{Resumed, SharedLog, frame_key};
 use crate::metrics::{Metrics, StreamCounts};
 use crate::model::{DecodedFrame, Detection, FrameOutcome, Outcome};
 use crate::plan::Options;
@@ -270,7 +270,7 @@ fn run<'scope, T: Clone + 'static>(
                         .map(|(index, decoded)| {
                             let tick = *waiting[*index].capability.time();
                             if tick < resumed.tick {
-                                let duplicate = resumed.duplicates.contains(&decoded.frame.frame_id);
+                                let duplicate = resumed.duplicates.contains(&frame_key(&decoded.frame));
                                 guarded(|| operator.replay(decoded, duplicate))
                             } else {
                                 log.lock().before(tick, operator.as_ref());
@@ -287,7 +287,7 @@ fn run<'scope, T: Clone + 'static>(
                         Ok(rows) => session.give_iterator(found(decoded, rows).into_iter()),
                         Err(Refusal::Duplicate(reason)) => {
                             if let Some(Stateful { log, .. }) = &state {
-                                log.lock().duplicate(*waiting[index].capability.time(), frame.frame_id.clone());
+                                log.lock().duplicate(*waiting[index].capability.time(), frame);
                             }
                             Metrics::add(&metrics.frames_duplicate, 1);
                             session.give(Err(outcome(frame, Outcome::Duplicate, &stage, Some(reason), 0)));
