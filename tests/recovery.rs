@@ -126,6 +126,23 @@ fn check_against(dir: &Path, reference: &(Vec<String>, Counts)) {
     assert_eq!(outcomes.len(), frames().len(), "every frame has an outcome");
 }
 
+/// Starts the durable job in `dir` and kills it with SIGKILL at a random
+/// point, `ROUNDS` times, then runs it to the end.
+fn killed_then_finished(dir: &Path) {
+    let mut kills = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut job = common::frameflow(dir, true).spawn().unwrap();
+        let after = Duration::from_millis(300 + random(2500));
+        kills.push(after.as_millis());
+        std::thread::sleep(after);
+        job.kill().unwrap();
+        job.wait().unwrap();
+    }
+    eprintln!("killed after (ms): {kills:?}");
+    let output = common::frameflow(dir, true).output().unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+}
+
 #[test]
 fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
     let root = tempfile::tempdir().unwrap();
@@ -138,18 +155,7 @@ fn kill_9_during_a_directory_job_loses_and_repeats_nothing() {
     )
     .unwrap();
     std::os::unix::fs::symlink(root.path().join("reference/frames"), dir.join("frames")).unwrap();
-    let mut kills = Vec::new();
-    for _ in 0..ROUNDS {
-        let mut job = common::frameflow(&dir, true).spawn().unwrap();
-        let after = Duration::from_millis(300 + random(2500));
-        kills.push(after.as_millis());
-        std::thread::sleep(after);
-        job.kill().unwrap();
-        job.wait().unwrap();
-    }
-    eprintln!("killed after (ms): {kills:?}");
-    let output = common::frameflow(&dir, true).output().unwrap();
-    assert!(output.status.success(), "{}", common::stderr(&output));
+    killed_then_finished(&dir);
     check_against(&dir, &reference);
 
     // Run again, finished: nothing more is written.
@@ -237,18 +243,7 @@ fn deduplicating_job_killed(dedup: &str) {
     assert_eq!(duplicates, 216, "every copy is a duplicate");
 
     let dir = run_in("durable");
-    let mut kills = Vec::new();
-    for _ in 0..ROUNDS {
-        let mut job = common::frameflow(&dir, true).spawn().unwrap();
-        let after = Duration::from_millis(300 + random(2500));
-        kills.push(after.as_millis());
-        std::thread::sleep(after);
-        job.kill().unwrap();
-        job.wait().unwrap();
-    }
-    eprintln!("killed after (ms): {kills:?}");
-    let output = common::frameflow(&dir, true).output().unwrap();
-    assert!(output.status.success(), "{}", common::stderr(&output));
+    killed_then_finished(&dir);
     let decided = outcomes_by_frame(&dir.join("out/outcomes.jsonl"));
     let keys: BTreeSet<_> = expected.keys().chain(decided.keys()).collect();
     let otherwise: Vec<String> = keys
