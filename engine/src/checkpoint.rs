@@ -61,9 +61,9 @@ pub struct Checkpoint {
 /// A stateful operator's part of a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
-    /// What its instances saved, after every frame stamped before the
-    /// frontier ([`crate::registry::VisionOperator::save`]).
-    pub state: Vec<serde_json::Value>,
+    /// Its state after every frame stamped before the frontier, by a key
+    /// of the operator's own ([`crate::registry::VisionOperator::changed`]).
+    pub state: BTreeMap<String, serde_json::Value>,
     /// The frames before the frontier that a restart may replay and that
     /// it refused as duplicates: they are refused again, not judged anew.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]

@@ -163,20 +163,22 @@ pub trait VisionOperator {
         Ok(frames.iter().map(|frame| self.process(frame)).collect())
     }
 
-    /// The state a durable job keeps in its checkpoints, for an operator
-    /// that keeps state per camera: entries that [`VisionOperator::restore`]
-    /// takes back, those of every worker's instance together. None by
+    /// For an operator that keeps state per camera, which a durable job
+    /// keeps in its checkpoints: the entries of its state that the frames
+    /// since the last call changed, each under a key of its own (a
+    /// camera); `null` for one it dropped. The checkpoint's state is the
+    /// one resumed from with every worker's changes applied. None by
     /// default: a restarted job then starts the operator afresh.
-    fn save(&self) -> Vec<serde_json::Value> {
+    fn changed(&mut self) -> Vec<(String, serde_json::Value)> {
         Vec::new()
     }
 
-    /// Takes back the entries [`VisionOperator::save`] gave, the instances
-    /// of every worker together, before the first frame.
+    /// Takes back a checkpoint's state (every worker's entries), before
+    /// the first frame.
     ///
     /// # Errors
     /// Entries it cannot read: the job does not start.
-    fn restore(&mut self, _entries: &[serde_json::Value]) -> Result<(), String> {
+    fn restore(&mut self, _state: &BTreeMap<String, serde_json::Value>) -> Result<(), String> {
         Ok(())
     }
 

@@ -17,8 +17,7 @@
 //! worker, in event-time order; a camera quiet for longer than `dedup` is
 //! forgotten.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use engine::model::{DecodedFrame, Detection, Pixels};
@@ -73,7 +72,7 @@ impl OperatorFactory for HashFactory {
 
 impl PreparedOperator for PreparedHash {
     fn instance(&self) -> Result<Box<dyn VisionOperator>, String> {
-        Ok(Box::new(Hasher { dedup: self.dedup, kept: HashMap::new() }))
+        Ok(Box::new(Hasher { dedup: self.dedup, kept: HashMap::new(), changed: HashSet::new() }))
     }
 
     fn per_camera(&self) -> bool {
@@ -85,6 +84,9 @@ struct Hasher {
     dedup: Option<Dedup>,
     /// Per tenant and camera, the last frame kept.
     kept: HashMap<Camera, Kept>,
+    /// Cameras whose entry changed since [`VisionOperator::changed`] was
+    /// last called.
+    changed: HashSet<Camera>,
 }
 
 /// A tenant and a camera.
@@ -94,10 +96,6 @@ struct Kept {
     frame_id: Arc<str>,
     hash: u64,
     at: Millis,
-    /// Restored from a checkpoint and not kept here since: every worker's
-    /// instance holds every camera restored, but only the one its frames
-    /// go to moves it on.
-    restored: bool,
 }
 
 impl Hasher {
@@ -127,52 +125,50 @@ impl VisionOperator for Hasher {
             }
             // A late frame (older than the one kept) is hashed, not kept.
             if self.kept.get(&camera).is_none_or(|kept| kept.at <= frame.event_time) {
-                let kept = Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time, restored: false };
-                self.kept.insert(camera, kept);
+                self.kept.insert(camera.clone(), Kept { frame_id: frame.frame_id.clone(), hash, at: frame.event_time });
+                self.changed.insert(camera);
             }
             if self.kept.len() > 1024 {
                 let newest = frame.event_time;
-                self.kept.retain(|_, kept| newest.saturating_sub(kept.at) <= dedup.span_ms);
+                let changed = &mut self.changed;
+                self.kept.retain(|camera, kept| {
+                    let keep = newest.saturating_sub(kept.at) <= dedup.span_ms;
+                    if !keep {
+                        changed.insert(camera.clone());
+                    }
+                    keep
+                });
             }
         }
         Ok(vec![Hasher::row(decoded, hash)])
     }
 
-    /// Per camera, the frame it last kept.
-    fn save(&self) -> Vec<Value> {
-        let entries = self.kept.iter().map(|((tenant, camera), kept)| {
-            json!({
-                "tenant": &**tenant,
-                "source_id": &**camera,
-                "frame_id": &*kept.frame_id,
-                "hash": format!("{:016x}", kept.hash),
-                "at": kept.at,
-                "restored": kept.restored,
-            })
+    /// Per camera (`tenant/source_id`), the frame it last kept; `null`
+    /// for one forgotten.
+    fn changed(&mut self) -> Vec<(String, Value)> {
+        let entries = self.changed.drain().map(|camera| {
+            let entry = self.kept.get(&camera).map_or(Value::Null, |kept| {
+                json!({
+                    "tenant": &*camera.0,
+                    "source_id": &*camera.1,
+                    "frame_id": &*kept.frame_id,
+                    "hash": format!("{:016x}", kept.hash),
+                    "at": kept.at,
+                })
+            });
+            (format!("{}/{}", camera.0, camera.1), entry)
         });
         entries.collect()
     }
 
-    /// Every worker's instance saves what it holds, and each holds every
-    /// camera restored into it, so a camera can come more than once: the
-    /// entry of the instance that has kept a frame of it since wins, else
-    /// the newest.
-    fn restore(&mut self, entries: &[Value]) -> Result<(), String> {
-        let mut best: HashMap<Camera, ((bool, Millis), Kept)> = HashMap::new();
-        for entry in entries {
+    fn restore(&mut self, state: &BTreeMap<String, Value>) -> Result<(), String> {
+        for entry in state.values() {
             let text = |field: &str| entry[field].as_str().ok_or(format!("no `{field}` in {entry}"));
             let hash = u64::from_str_radix(text("hash")?, 16).map_err(|e| format!("bad hash in {entry}: {e}"))?;
             let at = entry["at"].as_i64().ok_or(format!("no `at` in {entry}"))?;
-            let rank = (!entry["restored"].as_bool().unwrap_or(false), at);
             let camera = (Arc::from(text("tenant")?), Arc::from(text("source_id")?));
-            let kept = Kept { frame_id: text("frame_id")?.into(), hash, at, restored: true };
-            match best.entry(camera) {
-                Entry::Occupied(mut held) if held.get().0 < rank => drop(held.insert((rank, kept))),
-                Entry::Occupied(_) => {}
-                Entry::Vacant(slot) => drop(slot.insert((rank, kept))),
-            }
+            self.kept.insert(camera, Kept { frame_id: text("frame_id")?.into(), hash, at });
         }
-        self.kept.extend(best.into_iter().map(|(camera, (_, kept))| (camera, kept)));
         Ok(())
     }
 

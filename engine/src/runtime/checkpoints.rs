@@ -30,8 +30,8 @@ use super::state::OperatorReport;
 pub(crate) struct Report {
     /// Per source, where its partitions on the worker resume.
     pub positions: BTreeMap<String, Positions>,
-    /// Per stateful operator, its instance's state at the barrier and the
-    /// duplicates it refused before it ([`super::state::StateLog::at`]).
+    /// Per stateful operator, its instance's changes before the barrier
+    /// and the duplicates it refused ([`super::state::StateLog::at`]).
     pub operators: BTreeMap<String, OperatorReport>,
     /// No frame whose answer a restart needs is stamped before this: the
     /// frames of the polls not yet behind the barrier start here. (Sources
@@ -246,7 +246,7 @@ impl Checkpoints {
             id: round.id,
             frontier: self.clock.start_of(round.barrier),
             sources: merge(&round.workers),
-            operators: operators(&round.workers, replay_from),
+            operators: operators(&self.resumed, &round.workers, replay_from),
             sinks: round
                 .sinks
                 .iter()
@@ -300,7 +300,7 @@ impl Checkpoints {
             closed: Default::default(),
             // frames replayed again (a source without positions) are
             // behind the frontier, so they are outputs no more
-            operators: operators(&state.finals, Tick::MAX),
+            operators: operators(&self.resumed, &state.finals, Tick::MAX),
         };
         checkpoint.store(&self.dir)?;
         state.last = checkpoint;
@@ -319,14 +319,15 @@ fn merge(workers: &[Option<Report>]) -> BTreeMap<String, Positions> {
     merged
 }
 
-/// Every worker's state of each stateful operator, per operator.
-fn operators(workers: &[Option<Report>], replay_from: Tick) -> BTreeMap<String, OperatorState> {
+/// Each stateful operator's state: the one resumed from with every
+/// worker's changes applied.
+fn operators(resumed: &Checkpoint, workers: &[Option<Report>], replay_from: Tick) -> BTreeMap<String, OperatorState> {
     let names: BTreeSet<&String> = workers.iter().flatten().flat_map(|r| r.operators.keys()).collect();
     names
         .into_iter()
         .map(|name| {
             let reports = workers.iter().flatten().filter_map(|r| r.operators.get(name));
-            (name.clone(), super::state::merge(reports, replay_from))
+            (name.clone(), super::state::merge(resumed.operators.get(name), reports, replay_from))
         })
         .collect()
 }

@@ -99,9 +99,9 @@ pub(crate) fn build<'scope>(
                 .restore(&saved.state)
                 .map_err(|e| format!("`{name}` cannot take back its checkpointed state: {e}"))?;
         }
-        // what the instance holds (not what it was given: every worker's
-        // instance is given every worker's entries)
-        let log = SharedLog::new(operator.save());
+        // from here on, the log has its changes
+        drop(operator.changed());
+        let log = SharedLog::default();
         logs.push((name.to_owned(), log.clone()));
         // Without saved state (a checkpoint of an older frameflow, or a
         // stream new to the job), replayed frames rebuild it as they did.

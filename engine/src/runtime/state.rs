@@ -9,9 +9,12 @@
 //! is answered as before ([`VisionOperator::replay`]), not judged anew,
 //! and frames from `X` on meet the state they met the first time.
 //!
-//! The operator runs ahead of the checkpoints, so its log keeps the state
-//! after each tick since the last checkpoint, and a round reads the one
-//! before its barrier.
+//! The state is a map, by a key of the operator's own (a camera), and an
+//! instance tells what it changed after each frame
+//! ([`VisionOperator::changed`]): the checkpoint's state is the one
+//! resumed from with every worker's changes before `X` applied. The
+//! operator runs ahead of the checkpoints, so its log keeps its changes
+//! by tick until a checkpoint past them is durable.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,25 +23,21 @@ use serde_json::Value;
 
 use crate::checkpoint::OperatorState;
 use crate::model::Frame;
-use crate::registry::VisionOperator;
 use crate::time::Tick;
 
-/// An instance's state at a barrier, and the duplicates it refused
-/// before it, with their ticks.
-pub(crate) type OperatorReport = (Vec<Value>, Vec<(Tick, Arc<str>)>);
+/// An instance's changes since its restore, as of a barrier (each key's
+/// last, with its tick; `null` for a key it dropped), and the duplicates
+/// it refused before the barrier, with their ticks.
+pub(crate) type OperatorReport = (BTreeMap<String, (Tick, Value)>, Vec<(Tick, Arc<str>)>);
 
-/// One instance's states and refusals since the last checkpoint, shared
-/// between the operator and its worker's part in checkpoints.
+/// One instance's changes and refusals, shared between the operator and
+/// its worker's part in checkpoints.
 #[derive(Default)]
 pub(crate) struct StateLog {
-    /// The state before the first of `after`.
-    base: Vec<Value>,
-    /// The state after every frame of each tick, up to the key.
-    after: BTreeMap<Tick, Vec<Value>>,
-    /// The tick of the last frame run through the operator.
-    last: Option<Tick>,
-    /// Whether the operator ran a frame since `after` was last written.
-    dirty: bool,
+    /// Changes stamped before the last durable checkpoint, folded.
+    folded: BTreeMap<String, (Tick, Value)>,
+    /// Later changes, by tick.
+    pending: BTreeMap<Tick, Vec<(String, Value)>>,
     /// Every frame stamped before this has been run.
     settled: Tick,
     /// Frames refused as duplicates ([`frame_key`]), by tick.
@@ -50,30 +49,19 @@ pub(crate) struct StateLog {
 pub(crate) struct SharedLog(Arc<Mutex<StateLog>>);
 
 impl SharedLog {
-    pub fn new(base: Vec<Value>) -> SharedLog {
-        SharedLog(Arc::new(Mutex::new(StateLog { base, ..StateLog::default() })))
-    }
-
     pub fn lock(&self) -> MutexGuard<'_, StateLog> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl StateLog {
-    /// Before the operator runs a frame stamped `tick`: the state after
-    /// the ticks before it, if this is a new one.
-    pub fn before(&mut self, tick: Tick, operator: &dyn VisionOperator) {
-        if let Some(last) = self.last
-            && tick > last
-        {
-            if self.dirty {
-                self.after.insert(last, operator.save());
-                self.dirty = false;
-            }
-            self.settled = self.settled.max(tick);
+    /// The operator ran a frame stamped `tick` (every frame stamped before
+    /// it has run) and changed these entries.
+    pub fn ran(&mut self, tick: Tick, changes: Vec<(String, Value)>) {
+        self.settled = self.settled.max(tick);
+        if !changes.is_empty() {
+            self.pending.entry(tick).or_default().extend(changes);
         }
-        self.last = Some(self.last.map_or(tick, |last| last.max(tick)));
-        self.dirty = true;
     }
 
     /// A frame stamped `tick` was refused as a duplicate.
@@ -82,42 +70,49 @@ impl StateLog {
     }
 
     /// The operator has run every frame stamped before `frontier`.
-    pub fn settle(&mut self, frontier: Tick, operator: &dyn VisionOperator) {
-        if self.dirty
-            && let Some(last) = self.last
-        {
-            self.after.insert(last, operator.save());
-            self.dirty = false;
-        }
+    pub fn settle(&mut self, frontier: Tick) {
         self.settled = self.settled.max(frontier);
     }
 
-    /// The state after every frame stamped before `x`, and the duplicates
-    /// stamped before it with their ticks; `None` until the operator has
-    /// run them all.
+    /// The changes of every frame stamped before `x`, and the duplicates
+    /// stamped before it; `None` until the operator has run them all.
     pub fn at(&self, x: Tick) -> Option<OperatorReport> {
         if self.settled < x {
             return None;
         }
-        let state = self.after.range(..x).next_back().map_or(&self.base, |(_, state)| state).clone();
+        let mut changes = self.folded.clone();
+        fold(&mut changes, self.pending.range(..x));
         let duplicates = self.duplicates.range(..x).flat_map(|(t, ids)| ids.iter().map(|id| (*t, id.clone())));
-        Some((state, duplicates.collect()))
+        Some((changes, duplicates.collect()))
     }
 
-    /// The state after the last frame run (the job has finished).
-    pub fn latest(&self) -> Vec<Value> {
-        self.after.last_key_value().map_or(&self.base, |(_, state)| state).clone()
+    /// Every change so far (the job has finished).
+    pub fn latest(&self) -> BTreeMap<String, (Tick, Value)> {
+        let mut changes = self.folded.clone();
+        fold(&mut changes, self.pending.iter());
+        changes
     }
 
     /// A checkpoint at `x` is durable, and no restart replays a frame
-    /// stamped before `replay_from`: what only earlier checkpoints needed
-    /// goes.
+    /// stamped before `replay_from` whose answer it needs: what only
+    /// earlier checkpoints needed goes.
     pub fn forget(&mut self, x: Tick, replay_from: Tick) {
-        if let Some((_, state)) = self.after.range(..x).next_back() {
-            self.base = state.clone();
-        }
-        self.after = self.after.split_off(&x);
+        let later = self.pending.split_off(&x);
+        let earlier = std::mem::replace(&mut self.pending, later);
+        fold(&mut self.folded, earlier.iter());
         self.duplicates = self.duplicates.split_off(&replay_from.min(x));
+    }
+}
+
+/// Applies changes, in tick order, each key keeping its last.
+fn fold<'a>(
+    into: &mut BTreeMap<String, (Tick, Value)>,
+    changes: impl Iterator<Item = (&'a Tick, &'a Vec<(String, Value)>)>,
+) {
+    for (tick, entries) in changes {
+        for (key, value) in entries {
+            into.insert(key.clone(), (*tick, value.clone()));
+        }
     }
 }
 
@@ -141,14 +136,30 @@ pub(crate) fn frame_key(frame: &Frame) -> Arc<str> {
     format!("{}/{}/{}", frame.tenant, frame.source_id, frame.frame_id).into()
 }
 
-/// Every worker's report for one operator in one round, merged: the state
-/// of every instance, and the duplicates a restart may replay.
-pub(crate) fn merge<'a>(reports: impl Iterator<Item = &'a OperatorReport>, replay_from: Tick) -> OperatorState {
-    let mut state = Vec::new();
+/// The state resumed from with every worker's changes applied (a key's
+/// latest change wins; `null` removes it), and the duplicates a restart
+/// may replay.
+pub(crate) fn merge<'a>(
+    resumed: Option<&OperatorState>,
+    reports: impl Iterator<Item = &'a OperatorReport>,
+    replay_from: Tick,
+) -> OperatorState {
+    let mut latest: BTreeMap<&String, &(Tick, Value)> = BTreeMap::new();
     let mut duplicates = BTreeSet::new();
-    for (entries, refused) in reports {
-        state.extend(entries.iter().cloned());
+    for (changes, refused) in reports {
+        for (key, change) in changes {
+            if latest.get(key).is_none_or(|(tick, _)| *tick <= change.0) {
+                latest.insert(key, change);
+            }
+        }
         duplicates.extend(refused.iter().filter(|(t, _)| *t >= replay_from).map(|(_, id)| id.to_string()));
+    }
+    let mut state = resumed.map(|s| s.state.clone()).unwrap_or_default();
+    for (key, (_, value)) in latest {
+        match value {
+            Value::Null => state.remove(key),
+            value => state.insert(key.clone(), value.clone()),
+        };
     }
     OperatorState { state, duplicates }
 }
@@ -156,54 +167,49 @@ pub(crate) fn merge<'a>(reports: impl Iterator<Item = &'a OperatorReport>, repla
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DecodedFrame;
-    use crate::registry::FrameResult;
 
-    /// Counts the frames it ran: its state.
-    struct Counter(u64);
-
-    impl VisionOperator for Counter {
-        fn process(&mut self, _: &DecodedFrame) -> FrameResult {
-            self.0 += 1;
-            Ok(Vec::new())
-        }
-
-        fn save(&self) -> Vec<Value> {
-            vec![self.0.into()]
-        }
+    fn change(key: &str, value: i64) -> (String, Value) {
+        (key.to_owned(), value.into())
     }
 
     #[test]
-    fn a_round_reads_the_state_before_its_barrier() {
-        let mut log = StateLog { base: vec![0.into()], ..StateLog::default() };
-        let mut counter = Counter(0);
-        // two frames at tick 3, one at 5, one at 9
-        for tick in [3, 3, 5, 9] {
-            log.before(tick, &counter);
-            counter.0 += 1;
-        }
+    fn a_round_reads_the_changes_before_its_barrier() {
+        let mut log = StateLog::default();
+        log.ran(3, vec![change("a", 1)]);
+        log.ran(3, vec![]);
+        log.ran(5, vec![change("a", 2), change("b", 1)]);
         log.duplicates.entry(5).or_default().push("f5".into());
+        log.ran(9, vec![change("b", 2)]);
         // tick 9 may still have frames to come
         assert_eq!(log.at(10), None);
-        assert_eq!(log.at(9), Some((vec![3.into()], vec![(5, "f5".into())])));
-        assert_eq!(log.at(5), Some((vec![2.into()], vec![])));
-        assert_eq!(log.at(3), Some((vec![0.into()], vec![])));
-        log.settle(12, &counter);
-        assert_eq!(log.at(12).map(|(state, _)| state), Some(vec![4.into()]));
+        let at = |log: &StateLog, x| log.at(x).map(|(changes, dups)| (changes, dups.len()));
+        let a2b1 = BTreeMap::from([("a".into(), (5, 2.into())), ("b".into(), (5, 1.into()))]);
+        assert_eq!(at(&log, 9), Some((a2b1.clone(), 1)));
+        assert_eq!(at(&log, 5), Some((BTreeMap::from([("a".into(), (3, 1.into()))]), 0)));
+        log.settle(12);
+        assert_eq!(log.at(12).map(|(changes, _)| changes["b"].1.clone()), Some(2.into()));
         // a checkpoint at 6, from which no restart replays before 5
         log.forget(6, 5);
-        assert_eq!(log.at(6), Some((vec![3.into()], vec![(5, "f5".into())])));
-        assert_eq!(log.at(12).map(|(state, _)| state), Some(vec![4.into()]));
+        assert_eq!(at(&log, 6), Some((a2b1, 1)));
+        assert_eq!(log.latest()["b"], (9, 2.into()));
         log.forget(12, 12);
-        assert_eq!(log.at(12), Some((vec![4.into()], vec![])));
+        assert_eq!(at(&log, 12).map(|(changes, dups)| (changes.len(), dups)), Some((2, 0)));
     }
 
     #[test]
-    fn merged_reports_keep_the_duplicates_a_restart_replays() {
-        let a = (vec![Value::from("a")], vec![(2, Arc::from("old")), (7, Arc::from("new"))]);
-        let b = (vec![Value::from("b")], vec![]);
-        let merged = merge([&a, &b].into_iter(), 5);
-        assert_eq!(merged.state, vec![Value::from("a"), Value::from("b")]);
+    fn merging_applies_every_worker_s_changes_to_the_state_resumed_from() {
+        let resumed = OperatorState {
+            state: BTreeMap::from([("a".into(), 0.into()), ("gone".into(), 0.into()), ("kept".into(), 0.into())]),
+            duplicates: BTreeSet::new(),
+        };
+        let one = (
+            BTreeMap::from([("a".into(), (4, 1.into())), ("gone".into(), (4, Value::Null))]),
+            vec![(2, Arc::from("old")), (7, Arc::from("new"))],
+        );
+        let two = (BTreeMap::from([("a".into(), (6, 2.into())), ("b".into(), (1, 1.into()))]), vec![]);
+        let merged = merge(Some(&resumed), [&one, &two].into_iter(), 5);
+        let expected = BTreeMap::from([("a".into(), 2.into()), ("b".into(), 1.into()), ("kept".into(), 0.into())]);
+        assert_eq!(merged.state, expected);
         assert_eq!(merged.duplicates, BTreeSet::from(["new".to_owned()]));
     }
 }

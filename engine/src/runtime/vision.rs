@@ -273,8 +273,9 @@ fn run<'scope, T: Clone + 'static>(
                                 let duplicate = resumed.duplicates.contains(&frame_key(&decoded.frame));
                                 guarded(|| operator.replay(decoded, duplicate))
                             } else {
-                                log.lock().before(tick, operator.as_ref());
-                                guarded(|| operator.process(decoded))
+                                let result = guarded(|| operator.process(decoded));
+                                log.lock().ran(tick, operator.changed());
+                                result
                             }
                         })
                         .collect(),
@@ -310,7 +311,7 @@ fn run<'scope, T: Clone + 'static>(
                 // every frame stamped before the frontier has run
                 if let Some(Stateful { log, .. }) = &state {
                     let settled = frontier.frontier().iter().min().copied().unwrap_or(Tick::MAX);
-                    log.lock().settle(settled, operator.as_ref());
+                    log.lock().settle(settled);
                 }
             }
             let queued = waiting.iter().chain(incomplete.values()).map(|w| w.frames.len()).sum();
