@@ -153,6 +153,20 @@ impl VisionOperator for Annotate {
         let found = self.inner.process_batch(frames)?;
         Ok(frames.iter().zip(found).map(|(decoded, found)| self.annotate(decoded, found)).collect())
     }
+
+    // the operator drawn keeps its state (dedup's) across restarts
+    fn changed(&mut self) -> Vec<(String, serde_json::Value)> {
+        self.inner.changed()
+    }
+
+    fn restore(&mut self, state: &BTreeMap<String, serde_json::Value>) -> Result<(), String> {
+        self.inner.restore(state)
+    }
+
+    fn replay(&mut self, decoded: &DecodedFrame, duplicate: bool) -> FrameResult {
+        let found = self.inner.replay(decoded, duplicate);
+        self.annotate(decoded, found)
+    }
 }
 
 /// Draws rows onto frames and writes them.
