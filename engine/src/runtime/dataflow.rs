@@ -26,7 +26,6 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use super::state::{Resumed, SharedLog};
 use super::vision::{self, RunPolicy, Stateful, run_operator};
 use super::window::WindowRow;
-use crate::checkpoint::OperatorState;
 use crate::metrics::Metrics;
 use crate::model::{DecodedFrame, Detection, Frame, FrameOutcome, Outcome, Record, ViewRow, stable_hash};
 use crate::plan::{
@@ -103,13 +102,7 @@ pub(crate) fn build<'scope>(
         drop(operator.changed());
         let log = SharedLog::default();
         logs.push((name.to_owned(), log.clone()));
-        // Without saved state (a checkpoint of an older frameflow, or a
-        // stream new to the job), replayed frames rebuild it as they did.
-        let resumed = match saved {
-            Some(saved) => Resumed::new(checkpoints.resume_tick, saved),
-            None => Resumed::new(0, &OperatorState::default()),
-        };
-        Ok(Some(Stateful { log, resumed }))
+        Ok(Some(Stateful { log, resumed: Resumed::new(checkpoints.resume_tick, saved) }))
     };
     let mut inputs = Vec::new();
     let mut activators = Vec::new();

@@ -125,8 +125,17 @@ pub(crate) struct Resumed {
 }
 
 impl Resumed {
-    pub fn new(tick: Tick, state: &OperatorState) -> Resumed {
-        Resumed { tick, duplicates: state.duplicates.iter().map(|id| Arc::from(id.as_str())).collect() }
+    /// From the checkpoint resumed at `tick` and the operator's state in
+    /// it. Without one (a checkpoint of an older frameflow, or a stream
+    /// new to the job), every frame goes through the operator, so that
+    /// replayed frames rebuild its state as they did.
+    pub fn new(tick: Tick, saved: Option<&OperatorState>) -> Resumed {
+        match saved {
+            Some(saved) => {
+                Resumed { tick, duplicates: saved.duplicates.iter().map(|id| Arc::from(id.as_str())).collect() }
+            }
+            None => Resumed { tick: 0, duplicates: HashSet::new() },
+        }
     }
 }
 
